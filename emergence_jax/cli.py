@@ -1,0 +1,58 @@
+"""The single `emergence-jax` entry point.
+
+Each subcommand lives in its own module, which defines `add_arguments(parser)` and `run(args)`.
+Modules are imported only when their subcommand runs, so `emergence-jax fit` never imports model
+code and `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from emergence_jax.errors import UserError
+
+# name -> (module path, one-line help). Add a line here to add a subcommand.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "fit": ("emergence_jax.laws.fit_command", "fit the emergence law to results records; writes fit.json, posterior.nc and plots"),
+    "predict": ("emergence_jax.laws.predict_command", "probability that a model at a given pretraining loss has emerged"),
+    "backtest": ("emergence_jax.laws.backtest_command", "hold out the strongest checkpoints, predict their emergence, report the error"),
+    "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="emergence-jax",
+        description="Predict when an LLM capability will emerge, by finetuning pre-emergence checkpoints.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, (module_path, help_text) in COMMANDS.items():
+        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        sub.set_defaults(_module=module_path)
+        _module(module_path).add_arguments(sub)
+    return parser
+
+
+def _module(module_path: str):
+    return importlib.import_module(module_path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        result = _module(args._module).run(args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return UserError.exit_code
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    return int(result or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
