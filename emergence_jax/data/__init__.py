@@ -1,0 +1,1 @@
+"""Task data: TFDS builders, few-shot prompt rendering, finetuning subsets, pretraining-loss corpus."""
