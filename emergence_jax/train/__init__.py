@@ -1,0 +1,1 @@
+"""Finetuning: the sharded train step (optax), LoRA, batching, preemption-safe checkpoints, the loop."""

@@ -1,0 +1,107 @@
+"""The finetuning config schema (`configs/finetune_*.yaml`), read by `emergence_jax.config.load_config`."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Literal
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Which pretrained checkpoint to finetune and how to run it."""
+
+    path: str = ""  # Hugging Face checkpoint folder (safetensors + config.json + tokenizer)
+    preset: str = ""  # alternatively a named size preset, randomly initialised (tests, benchmarks)
+    tokenizer: str = ""  # tokenizer folder when it differs from `path`
+    name: str = ""  # model id written to results records; default: the folder name or preset
+    pretrain_loss: float | None = None  # nats/token on the loss corpus, copied into results records
+    compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # master weights stay float32
+    remat: bool = False  # recompute layer activations in the backward pass to save memory
+
+
+@dataclasses.dataclass(frozen=True)
+class DataConfig:
+    """The `D` finetuning examples and how they become batches."""
+
+    task: str = ""
+    data_dir: str = ""
+    num_examples: int = 1000  # D; the subset for smaller D is a prefix of the one for larger D
+    subset_seed: int = 0  # which random subset of D examples (the paper uses two per D)
+    max_length: int = 512  # tokens per row; prompts are cut from the left to fit the target
+    packing: bool = False  # concatenate examples into full rows instead of padding each
+    epochs: int = 1  # passes over the D examples ...
+    min_steps: int = 0  # ... raised so that small D still gets at least this many optimizer steps
+    max_epochs: int = 100  # ... but never more passes than this
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with warmup then decay, global-norm clipping and gradient accumulation."""
+
+    learning_rate: float = 1e-5  # peak
+    schedule: Literal["cosine", "linear", "constant"] = "cosine"
+    warmup_fraction: float = 0.03  # of total optimizer steps
+    end_learning_rate_fraction: float = 0.0  # final learning rate / peak
+    weight_decay: float = 0.0  # applied to matrices only, never to norms or biases
+    b1: float = 0.9
+    b2: float = 0.95
+    eps: float = 1e-8
+    max_grad_norm: float = 1.0  # 0 disables clipping
+    batch_size: int = 32  # examples (rows when packing) per optimizer step, all devices together
+    accumulation_steps: int = 1  # the batch is split into this many sequential microbatches
+
+
+@dataclasses.dataclass(frozen=True)
+class MeshConfig:
+    """Device mesh axis sizes; -1 means all the remaining devices."""
+
+    data: int = 1
+    fsdp: int = -1
+    tensor: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class LoraConfig:
+    """Low-rank adapters on the named linear layers; only adapters are trained when enabled."""
+
+    enabled: bool = False
+    rank: int = 8
+    alpha: float = 16.0  # the adapter output is scaled by alpha / rank
+    targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")  # module names (path suffixes)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckpointConfig:
+    """Orbax training-state checkpoints for preemption: periodic, on SIGTERM, keep the last N."""
+
+    every_steps: int = 200  # 0 saves only on SIGTERM and at the end
+    keep: int = 2
+    export_merged: bool = True  # write the finetuned weights in Hugging Face format at the end
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalConfig:
+    """Evaluation after training, through `emergence_jax.evaluate`, appended to results records."""
+
+    enabled: bool = True
+    split: str = "test"
+    shots: tuple[int, ...] = (0,)
+    limit: int | None = None  # evaluation examples per task; None = all
+    seed: int = 0
+    records: str = "records.jsonl"  # relative to run_dir unless absolute
+
+
+@dataclasses.dataclass(frozen=True)
+class FinetuneConfig:
+    """One finetuning run: a checkpoint, D examples of a task, the optimizer, mesh and outputs."""
+
+    run_dir: str = "runs/finetune"
+    seed: int = 0  # data order and any randomness in training
+    model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    data: DataConfig = dataclasses.field(default_factory=DataConfig)
+    optim: OptimConfig = dataclasses.field(default_factory=OptimConfig)
+    mesh: MeshConfig = dataclasses.field(default_factory=MeshConfig)
+    lora: LoraConfig = dataclasses.field(default_factory=LoraConfig)
+    checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    log_every_steps: int = 10
