@@ -5,32 +5,20 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from jax.sharding import AxisType
 
+from emergence_jax.models.config import LlamaConfig
+from emergence_jax.models.llama import Llama
+from emergence_jax.sharding import make_mesh
 from emergence_jax.train import step as train_step
 from emergence_jax.train.config import OptimConfig
 from emergence_jax.train.optim import build_optimizer
 
-VOCAB, HIDDEN = 64, 32
-RULES = (("vocab", "tensor"), ("embed", "fsdp"), ("mlp", "tensor"))
+VOCAB = 128
 
 
-class TinyLM(nnx.Module):
-    """A causal (prefix-mean) language model with logical-axis sharding metadata on every matrix."""
-
-    def __init__(self, rngs):
-        init = nnx.initializers.normal(0.5)
-        self.embed = nnx.Embed(VOCAB, HIDDEN, rngs=rngs, embedding_init=nnx.with_partitioning(init, ("vocab", "embed")))
-        self.up = nnx.Linear(HIDDEN, 4 * HIDDEN, rngs=rngs, kernel_init=nnx.with_partitioning(init, ("embed", "mlp")))
-        self.down = nnx.Linear(4 * HIDDEN, HIDDEN, rngs=rngs, kernel_init=nnx.with_partitioning(init, ("mlp", "embed")))
-        self.norm = nnx.RMSNorm(HIDDEN, rngs=rngs)
-        self.head = nnx.Linear(HIDDEN, VOCAB, use_bias=False, rngs=rngs, kernel_init=nnx.with_partitioning(init, ("embed", "vocab")))
-
-    def __call__(self, input_ids, *, positions=None, attention_mask=None):
-        x = self.embed(input_ids)
-        x = jnp.cumsum(x, axis=1) / jnp.arange(1, input_ids.shape[1] + 1)[None, :, None]
-        x = x + self.down(jax.nn.gelu(self.up(x)))
-        return self.head(self.norm(x)).astype(jnp.float32)
+def tiny_llama(seed=0):
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=32, intermediate_size=64, num_layers=2, num_heads=4, num_key_value_heads=2)
+    return Llama(config, rngs=nnx.Rngs(seed))
 
 
 def make_batch(accumulation, micro, length, seed=0):
@@ -40,32 +28,24 @@ def make_batch(accumulation, micro, length, seed=0):
     return {
         "input_ids": ids,
         "positions": np.broadcast_to(np.arange(length, dtype=np.int32), shape).copy(),
-        "attention_mask": np.ones(shape, np.int32),
-        "loss_mask": (rng.random(shape) > 0.4).astype(np.int32),
+        "attention_mask": (np.arange(length) < length - 3).astype(np.int32) * np.ones(shape, np.int32),
+        "loss_mask": ((rng.random(shape) > 0.4) & (np.arange(length) < length - 3)).astype(np.int32),
     }
 
 
-def run_steps(mesh_shape, batch, steps=2):
-    """Loss of the last step and the parameters after `steps` AdamW steps on `batch`."""
+def run_steps(mesh_shape, batch, steps=1):
+    """Loss and the parameters after `steps` AdamW steps on `batch` (weight decay, clipping on)."""
     devices = jax.devices()[: int(np.prod(mesh_shape))]
-    mesh = jax.make_mesh(mesh_shape, ("data", "fsdp", "tensor"), axis_types=(AxisType.Auto,) * 3, devices=devices)
-    with nnx.use_eager_sharding(False):
-        model = TinyLM(nnx.Rngs(0))
-    graphdef, params, frozen = nnx.split(model, nnx.Param, ...)
-    initial = [np.asarray(x) for x in jax.tree.leaves(params)]
-    with nnx.logical_axis_rules(RULES):
-        params_sharding = nnx.get_named_sharding(params, mesh)
-        frozen_sharding = nnx.get_named_sharding(frozen, mesh)
+    mesh = make_mesh(*mesh_shape, devices=devices)
+    model = tiny_llama()
+    initial = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
     tx = build_optimizer(OptimConfig(learning_rate=1e-2, warmup_fraction=0.0, weight_decay=0.1), 10)
-    shardings = train_step.train_state_shardings(params_sharding, params, tx, mesh)
-    state = train_step.init_train_state(params, tx, shardings)
-    step = train_step.make_train_step(graphdef, tx, mesh=mesh, state_shardings=shardings, frozen_shardings=frozen_sharding)
+    training = train_step.setup_training(model, tx, mesh)
     with jax.set_mesh(mesh):
         for _ in range(steps):
-            state, metrics = step(state, frozen, batch)
-    leaf = jax.tree.leaves(state["params"])[0]
-    assert len(leaf.sharding.device_set) == len(devices)
-    final = [np.asarray(x) for x in jax.tree.leaves(state["params"])]
+            training.state, metrics = training.step(training.state, training.frozen, batch)
+    assert any(len(x.sharding.device_set) == len(devices) for x in jax.tree.leaves(training.state["params"]))
+    final = [np.asarray(x) for x in jax.tree.leaves(training.state["params"])]
     assert max(float(np.abs(p - q).max()) for p, q in zip(final, initial)) > 1e-3, "the step must move the weights"
     return float(metrics["loss"]), final
 
@@ -75,7 +55,7 @@ def reference():
     return run_steps((1, 1, 1), make_batch(1, 8, 16))
 
 
-@pytest.mark.parametrize("mesh_shape", [(1, 8, 1), (2, 1, 4), (2, 2, 2)], ids=["fsdp8", "data2-tensor4", "2x2x2"])
+@pytest.mark.parametrize("mesh_shape", [(1, 8, 1), (2, 1, 4)], ids=["fsdp8", "data2-tensor4"])
 def test_sharded_step_matches_single_device(mesh_shape, reference):
     assert len(jax.devices()) >= 8, "run with XLA_FLAGS=--xla_force_host_platform_device_count=8"
     ref_loss, ref_params = reference

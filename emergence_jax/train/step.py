@@ -24,6 +24,8 @@ import optax
 from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
+from emergence_jax import sharding
+
 TrainState = dict[str, Any]
 BATCH_KEYS = ("input_ids", "positions", "attention_mask", "loss_mask")
 BATCH_AXES = ("data", "fsdp")  # mesh axes the example dimension is split over
@@ -135,3 +137,40 @@ def make_train_step(
     )
     return TrainStep(jitted, state_shardings, frozen_shardings, batch_sharding(mesh))
 
+
+
+@dataclasses.dataclass
+class Training:
+    """Everything a loop needs: the step, its current state, the frozen weights and the graph."""
+
+    step: TrainStep
+    state: TrainState
+    frozen: nnx.State
+    graphdef: nnx.GraphDef
+
+    def model(self) -> nnx.Module:
+        """The model with the current trained weights (shares their buffers: do not step meanwhile)."""
+        return nnx.merge(self.graphdef, self.state["params"], self.frozen)
+
+
+def setup_training(
+    model: nnx.Module,
+    tx: optax.GradientTransformation,
+    mesh: jax.sharding.Mesh,
+    *,
+    trainable: Any = nnx.Param,
+    rules: sharding.Rules = sharding.DEFAULT_RULES,
+    learning_rate: optax.Schedule | None = None,
+) -> Training:
+    """Split `model` into trainable (`trainable` filter) and frozen weights, place both on `mesh`
+    by their logical axes, create the optimizer state and compile-ready step."""
+    graphdef, params, frozen = nnx.split(model, trainable, ...)
+    params_sharding = sharding.param_shardings(params, mesh, rules)
+    frozen_sharding = sharding.param_shardings(frozen, mesh, rules)
+    frozen = jax.device_put(frozen, frozen_sharding)
+    shardings = train_state_shardings(params_sharding, params, tx, mesh)
+    state = init_train_state(jax.device_put(params, params_sharding), tx, shardings)
+    step = make_train_step(
+        graphdef, tx, mesh=mesh, state_shardings=shardings, frozen_shardings=frozen_sharding, learning_rate=learning_rate
+    )
+    return Training(step, state, frozen, graphdef)
