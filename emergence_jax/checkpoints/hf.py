@@ -1,0 +1,324 @@
+"""Hugging Face checkpoint folders <-> NNX models, one tensor at a time.
+
+A folder holds `config.json` and either `model.safetensors` or a sharded
+`model.safetensors.index.json` with its shard files. Loading builds the model abstractly (no
+memory), then reads each tensor with safetensors' `safe_open`, converts it to our layout on the
+host, and places it straight onto its target sharding; only one tensor is ever on the host, so a
+70B model never sits whole in host memory. Saving is the reverse and writes a folder that
+`transformers.AutoModelForCausalLM.from_pretrained` loads.
+
+Name mapping is a rename table: our variable path `layers.3.self_attn.q_proj.kernel` is
+transformers' `model.layers.3.self_attn.q_proj.weight` (see `_PREFIX` and `_LEAF`). Dense kernels
+are stored `in_shape + out_shape` here and `[prod(out), prod(in)]` in torch, so conversion is a
+transpose plus a reshape (this also maps GPT-NeoX's per-head `(q, k, v)` row layout onto our
+`[embed, heads, 3, head_dim]` kernel).
+
+Local paths and any `etils.epath` path (e.g. `gs://`) are accepted; remote shard files are copied
+to a temporary local file one at a time before reading.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from etils import epath
+from flax import nnx
+from safetensors import safe_open
+from safetensors.numpy import save_file
+from tqdm import tqdm
+
+from emergence_jax.errors import UserError
+from emergence_jax.models.base import CausalLM
+from emergence_jax.models.build import abstract_model
+from emergence_jax.models.config import GPTNeoXConfig, LlamaConfig, ModelConfig, config_from_hf
+from emergence_jax.models.layers import Dense
+from emergence_jax.sharding import DEFAULT_RULES, Rules, param_shardings
+
+CONFIG_FILE = "config.json"
+SINGLE_FILE = "model.safetensors"
+INDEX_FILE = "model.safetensors.index.json"
+
+# Our top-level module -> transformers' prefix, per architecture; the leaf names map as in _LEAF.
+_PREFIX: dict[type, dict[str, str]] = {
+    LlamaConfig: {"embed_tokens": "model.", "layers": "model.", "norm": "model.", "lm_head": ""},
+    GPTNeoXConfig: {"embed_in": "gpt_neox.", "layers": "gpt_neox.", "final_layer_norm": "gpt_neox.", "embed_out": ""},
+}
+_LEAF = {"kernel": "weight", "bias": "bias", "scale": "weight", "embedding": "weight"}
+
+# Buffers older transformers versions saved that carry no learned weights.
+_IGNORED = re.compile(r"(rotary_emb\.inv_freq|attention\.bias|attention\.masked_bias)$")
+
+_FLOAT_DTYPES = {"F16": np.float16, "BF16": ml_dtypes.bfloat16, "F32": np.float32, "F64": np.float64}
+_TORCH_DTYPE_NAMES = {np.dtype(np.float32): "float32", np.dtype(np.float16): "float16", np.dtype(ml_dtypes.bfloat16): "bfloat16"}
+
+
+def hf_name(config: ModelConfig, path: tuple[Any, ...]) -> str:
+    """transformers' tensor name for our variable at `path` (e.g. `("layers", 0, "mlp", "up_proj", "kernel")`)."""
+    prefix = _PREFIX[type(config)][str(path[0])]
+    return prefix + ".".join(str(p) for p in path[:-1]) + "." + _LEAF[str(path[-1])]
+
+
+def _module_at(model: nnx.Module, path: tuple[Any, ...]) -> Any:
+    node: Any = model
+    for key in path:
+        node = node[key] if isinstance(key, int) else getattr(node, key)
+    return node
+
+
+def hf_layout(model: nnx.Module, path: tuple[Any, ...]) -> int | str | None:
+    """How our variable at `path` is laid out in torch.
+
+    An int n for a Dense kernel with n input dimensions (torch stores `[prod(out), prod(in)]`),
+    `"flat"` for a bias (torch stores it 1-D), None where the layouts agree (embeddings, norms).
+    """
+    leaf = path[-1]
+    if leaf == "kernel":
+        module = _module_at(model, path[:-1])
+        if isinstance(module, Dense):
+            return module.n_in
+    return "flat" if leaf == "bias" else None
+
+
+def to_hf_layout(value: np.ndarray, layout: int | str | None) -> np.ndarray:
+    """Our layout -> torch's (see `hf_layout`)."""
+    if layout is None:
+        return value
+    if layout == "flat":
+        return value.reshape(-1)
+    return value.reshape(math.prod(value.shape[:layout]), -1).T
+
+
+def from_hf_layout(value: np.ndarray, layout: int | str | None, shape: tuple[int, ...]) -> np.ndarray:
+    """torch's layout -> ours (the inverse of `to_hf_layout`)."""
+    return value.T.reshape(shape) if isinstance(layout, int) else value.reshape(shape)
+
+
+def _hf_shape(shape: tuple[int, ...], layout: int | str | None) -> tuple[int, ...]:
+    if layout is None:
+        return shape
+    if layout == "flat":
+        return (math.prod(shape),)
+    return (math.prod(shape[layout:]), math.prod(shape[:layout]))
+
+
+# --------------------------------------------------------------------------------------------
+# reading
+
+
+def read_hf_config(folder: str | os.PathLike) -> ModelConfig:
+    """Our model config from `folder/config.json`."""
+    root = epath.Path(folder)
+    if not root.exists():
+        raise UserError(f"{root}: no such checkpoint folder")
+    path = root / CONFIG_FILE
+    if not path.exists():
+        raise UserError(f"{root}: no {CONFIG_FILE}; a Hugging Face checkpoint folder needs one (save_pretrained writes it)")
+    try:
+        hf = json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise UserError(f"{path}: not valid JSON ({err})") from None
+    return config_from_hf(hf, str(path))
+
+
+def _weight_files(root: epath.Path) -> dict[str, str]:
+    """tensor name -> file name, from the index or the single file's header."""
+    index = root / INDEX_FILE
+    if index.exists():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError):
+            raise UserError(f"{index}: not a safetensors index (needs a 'weight_map' object)") from None
+        return dict(weight_map)
+    single = root / SINGLE_FILE
+    if single.exists():
+        with _local(single) as local, safe_open(local, framework="np") as f:
+            return {name: SINGLE_FILE for name in f.keys()}
+    if any((root / name).exists() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+        raise UserError(
+            f"{root}: holds PyTorch .bin weights, which are not read (unpickling can run code); convert them once "
+            "with transformers: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(out, safe_serialization=True)"
+        )
+    raise UserError(f"{root}: no {SINGLE_FILE} or {INDEX_FILE}")
+
+
+@contextlib.contextmanager
+def _local(path: epath.Path) -> Iterator[str]:
+    """A local filename for `path`: itself when local, else a temporary copy removed afterwards."""
+    if os.path.exists(os.fspath(path)):
+        yield os.fspath(path)
+        return
+    with tempfile.TemporaryDirectory(prefix="emergence_jax_shard_") as tmp:
+        local = os.path.join(tmp, path.name)
+        with path.open("rb") as src, open(local, "wb") as dst:
+            shutil.copyfileobj(src, dst, length=64 << 20)
+        yield local
+
+
+def _place(value: np.ndarray, sharding: jax.sharding.Sharding) -> jax.Array:
+    """Put a host array on its sharding; each device (on every host) receives only its own slice."""
+    return jax.make_array_from_callback(value.shape, sharding, lambda index: value[index])
+
+
+def load_hf_model(
+    folder: str | os.PathLike,
+    *,
+    dtype=jnp.float32,
+    param_dtype=jnp.float32,
+    mesh: jax.sharding.Mesh | None = None,
+    rules: Rules = DEFAULT_RULES,
+    progress: bool = True,
+) -> CausalLM:
+    """The model stored in a Hugging Face folder, parameters in `param_dtype`, compute in `dtype`.
+
+    With a `mesh`, every tensor goes straight to its `NamedSharding` from `rules`; without one, to
+    the default device. Missing, unexpected or misshapen tensors raise one `UserError` naming them.
+    """
+    root = epath.Path(folder)
+    config = read_hf_config(root)
+    files = _weight_files(root)
+    model = abstract_model(config, dtype=dtype, param_dtype=param_dtype)
+    graphdef, state = nnx.split(model)
+    if mesh is not None:
+        shardings = param_shardings(state, mesh, rules)
+    else:
+        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+        shardings = jax.tree.map(lambda v: v.replace(device), state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    flat = dict(nnx.to_flat_state(state))
+    flat_shardings = dict(nnx.to_flat_state(shardings))
+
+    wanted = {hf_name(config, path): path for path in flat}
+    missing = sorted(set(wanted) - set(files))
+    if missing:
+        more = f" and {len(missing) - 1} more" if len(missing) > 1 else ""
+        raise UserError(f"{root}: tensor {missing[0]!r}{more} missing from the checkpoint (model_type {config.model_type})")
+    unexpected = sorted(
+        name
+        for name in set(files) - set(wanted)
+        if not _IGNORED.search(name) and not (config.tie_word_embeddings and name in ("lm_head.weight", "embed_out.weight"))
+    )
+    if unexpected:
+        more = f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else ""
+        raise UserError(
+            f"{root}: unexpected tensor {unexpected[0]!r}{more} in the checkpoint; config.json does not describe these weights"
+        )
+
+    by_file: dict[str, list[str]] = {}
+    for name in wanted:
+        by_file.setdefault(files[name], []).append(name)
+    bar = tqdm(total=len(wanted), desc=f"loading {root.name}", unit="tensor", disable=not progress)
+    for file_name, names in sorted(by_file.items()):
+        with _local(root / file_name) as local, safe_open(local, framework="np") as f:
+            for name in sorted(names):
+                path = wanted[name]
+                variable = flat[path]
+                layout = hf_layout(model, path)
+                value = _read_tensor(f, name, file_name, _hf_shape(variable.shape, layout))
+                value = from_hf_layout(value, layout, variable.shape).astype(variable.dtype)
+                flat[path] = variable.replace(_place(value, flat_shardings[path].get_value()))
+                bar.update()
+    bar.close()
+    return nnx.merge(graphdef, nnx.from_flat_state(flat))
+
+
+def _read_tensor(f, name: str, file_name: str, expected_shape: tuple[int, ...]) -> np.ndarray:
+    view = f.get_slice(name)
+    shape, dtype = tuple(view.get_shape()), view.get_dtype()
+    if shape != tuple(expected_shape):
+        raise UserError(f"{file_name}: tensor {name!r} has shape {list(shape)}, config.json implies {list(expected_shape)}")
+    if dtype not in _FLOAT_DTYPES:
+        raise UserError(f"{file_name}: tensor {name!r} has dtype {dtype}; model weights must be floating point (F16, BF16, F32)")
+    return f.get_tensor(name)
+
+
+# --------------------------------------------------------------------------------------------
+# writing
+
+
+def _host_value(value: jax.Array) -> np.ndarray:
+    if not value.is_fully_addressable:
+        from jax.experimental import multihost_utils
+
+        value = multihost_utils.process_allgather(value, tiled=True)
+    return np.asarray(jax.device_get(value))
+
+
+def save_hf_model(
+    model: CausalLM,
+    folder: str | os.PathLike,
+    *,
+    dtype=None,
+    max_shard_bytes: int = 5 << 30,
+    progress: bool = True,
+) -> None:
+    """Write `model` as a Hugging Face folder (`config.json`, safetensors, an index if sharded).
+
+    `dtype` (e.g. `jnp.bfloat16`) is the stored dtype; default the parameters' own. Files are
+    written into a temporary folder beside `folder` and moved into place at the end, so a crash
+    leaves no half-written checkpoint. In a multi-host run every process must call this; only
+    process 0 writes.
+    """
+    config = model.config
+    root = epath.Path(folder)
+    state = nnx.state(model, nnx.Param)
+    flat = list(nnx.to_flat_state(state))
+    shards: list[dict[str, np.ndarray]] = [{}]
+    shard_bytes = 0
+    stored = None
+    bar = tqdm(total=len(flat), desc=f"saving {root.name}", unit="tensor", disable=not progress)
+    for path, variable in flat:
+        value = _host_value(variable.get_value())
+        if dtype is not None:
+            value = value.astype(np.dtype(dtype))
+        stored = value.dtype
+        value = np.ascontiguousarray(to_hf_layout(value, hf_layout(model, path)))
+        if shards[-1] and shard_bytes + value.nbytes > max_shard_bytes:
+            shards.append({})
+            shard_bytes = 0
+        shards[-1][hf_name(config, path)] = value
+        shard_bytes += value.nbytes
+        bar.update()
+    bar.close()
+    if jax.process_index() != 0:
+        return
+    hf_config = config.to_hf()
+    dtype_name = _TORCH_DTYPE_NAMES.get(np.dtype(stored), "float32")
+    hf_config.update(torch_dtype=dtype_name, dtype=dtype_name)
+    _write_folder(root, hf_config, shards)
+
+
+def _write_folder(root: epath.Path, hf_config: dict[str, Any], shards: list[dict[str, np.ndarray]]) -> None:
+    local_root = os.fspath(root) if not str(root).startswith(("gs://", "s3://")) else None
+    parent = os.path.dirname(os.path.abspath(local_root)) if local_root else None
+    with tempfile.TemporaryDirectory(prefix=".saving_", dir=parent) as tmp:
+        files: dict[str, str] = {}
+        names = [SINGLE_FILE] if len(shards) == 1 else [
+            f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
+        ]
+        for name, tensors in zip(names, shards):
+            save_file(tensors, os.path.join(tmp, name), metadata={"format": "pt"})
+            files.update({tensor: name for tensor in tensors})
+        if len(shards) > 1:
+            total = sum(v.nbytes for tensors in shards for v in tensors.values())
+            index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(files.items()))}
+            with open(os.path.join(tmp, INDEX_FILE), "w") as fh:
+                json.dump(index, fh, indent=2)
+        with open(os.path.join(tmp, CONFIG_FILE), "w") as fh:
+            json.dump(hf_config, fh, indent=2, sort_keys=True)
+        root.mkdir(parents=True, exist_ok=True)
+        for name in sorted(os.listdir(tmp)):
+            if local_root:
+                os.replace(os.path.join(tmp, name), os.path.join(local_root, name))
+            else:
+                epath.Path(os.path.join(tmp, name)).copy(root / name, overwrite=True)

@@ -1,0 +1,65 @@
+"""Flax NNX language models that load real pretrained checkpoints exactly as transformers runs them.
+
+Architectures: LLaMA (OpenLLaMA V1/V2, LLaMA 2 incl. grouped-query attention) and GPT-NeoX (Pythia).
+
+API (stable; the training and evaluation code builds on it)
+-----------------------------------------------------------
+Configs (`emergence_jax.models.config`), frozen dataclasses:
+    LlamaConfig, GPTNeoXConfig, RopeScaling, ModelConfig (= their union),
+    config_from_hf(dict) -> ModelConfig;  config.to_hf() -> dict (a transformers config.json)
+
+Models: `Llama(config, dtype=, param_dtype=, rngs=)` and `GPTNeoX(...)`, both `CausalLM`:
+    model(input_ids[b, t], *, attention_mask=None, positions=None) -> float32 logits [b, t, vocab]
+    model(input_ids, *, attention_mask=, positions=, cache=cache) -> (logits, cache)
+  `attention_mask` is 1 for real tokens, 0 for padding; `positions` default to 0..t-1 (as in
+  transformers; pass `cumsum(mask) - 1` for left-padded rows). `param_dtype` is the storage dtype
+  of the weights (float32 by default), `dtype` the compute dtype (e.g. bfloat16 on accelerators);
+  norms, softmax and RoPE run in float32, logits come back float32.
+  Parameters are `nnx.Param`s whose `out_sharding` metadata holds logical axis names
+  (`vocab embed heads kv_heads head_dim qkv mlp norm`), mapped to mesh axes by
+  `emergence_jax.sharding`. Variable paths follow transformers without its `model.` /
+  `gpt_neox.` prefix, e.g. `layers[3].self_attn.q_proj.kernel` (kernels are `[in..., out...]`).
+
+build_model(config, *, dtype, param_dtype, seed, mesh=None, rules) -> CausalLM
+    random init (normal(0.02)), created directly in its shardings when a mesh is given.
+abstract_model(config, *, dtype, param_dtype) -> CausalLM with ShapeDtypeStruct params (no memory).
+count_params(config) -> int
+init_cache(config, batch, max_length, dtype) -> KVCache (for incremental decoding)
+
+Checkpoints (`emergence_jax.checkpoints`):
+    load_hf_model(folder, *, dtype, param_dtype, mesh=None, rules, progress) -> CausalLM
+    save_hf_model(model, folder, *, dtype=None, max_shard_bytes) -> None  (transformers loads it)
+    read_hf_config(folder) -> ModelConfig
+
+Sharding (`emergence_jax.sharding`): make_mesh(data, fsdp, tensor) (-1 = the rest), DEFAULT_RULES,
+param_shardings(state, mesh, rules), logical_to_spec, constrain, use_rules.
+"""
+
+from emergence_jax.models.base import CausalLM
+from emergence_jax.models.build import abstract_model, build_model, count_params
+from emergence_jax.models.config import (
+    GPTNeoXConfig,
+    LlamaConfig,
+    ModelConfig,
+    RopeScaling,
+    config_from_hf,
+)
+from emergence_jax.models.gpt_neox import GPTNeoX
+from emergence_jax.models.layers import KVCache, init_cache
+from emergence_jax.models.llama import Llama
+
+__all__ = [
+    "CausalLM",
+    "GPTNeoX",
+    "GPTNeoXConfig",
+    "KVCache",
+    "Llama",
+    "LlamaConfig",
+    "ModelConfig",
+    "RopeScaling",
+    "abstract_model",
+    "build_model",
+    "config_from_hf",
+    "count_params",
+    "init_cache",
+]

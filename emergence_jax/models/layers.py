@@ -1,0 +1,237 @@
+"""Building blocks shared by the LLaMA and GPT-NeoX models.
+
+Every parameter is an `nnx.Param` whose `out_sharding` metadata holds *logical* axis names (see
+`emergence_jax.sharding`); `eager_sharding=False` keeps Flax from placing it at construction, since
+placement is decided by `emergence_jax.sharding.param_shardings` under a mesh. Parameters are
+stored in `param_dtype` and cast to the compute `dtype` at use; norms, softmax and RoPE run in
+float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from emergence_jax.errors import UserError
+from emergence_jax.sharding import constrain
+
+Initializer = Callable[..., jax.Array]
+
+
+def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], dtype, names: Sequence[str | None]) -> nnx.Param:
+    """A parameter with logical axis `names`, not placed on any mesh yet."""
+    return nnx.Param(init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=False)
+
+
+def _gelu_exact(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=False)
+
+
+def _gelu_tanh(x: jax.Array) -> jax.Array:
+    return jax.nn.gelu(x, approximate=True)
+
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    "silu": jax.nn.silu,
+    "swish": jax.nn.silu,
+    "gelu": _gelu_exact,
+    "gelu_new": _gelu_tanh,
+    "gelu_fast": _gelu_tanh,
+    "gelu_pytorch_tanh": _gelu_tanh,
+    "relu": jax.nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation function transformers calls `name` (its ACT2FN table)."""
+    if name not in ACTIVATIONS:
+        raise UserError(f"config.json: hidden_act {name!r} is not supported (supported: {', '.join(ACTIVATIONS)})")
+    return ACTIVATIONS[name]
+
+
+class Dense(nnx.Module):
+    """`y = x · kernel (+ bias)`, contracting the last `len(in_shape)` axes of x.
+
+    The kernel has shape `in_shape + out_shape` (Flax layout, the transpose of torch's `weight`), so
+    attention projections can keep a separate heads axis to shard over.
+    """
+
+    def __init__(
+        self,
+        in_shape: Sequence[int],
+        out_shape: Sequence[int],
+        names: Sequence[str | None],
+        *,
+        use_bias: bool = False,
+        dtype=jnp.float32,
+        param_dtype=jnp.float32,
+        init_std: float = 0.02,
+        rngs: nnx.Rngs,
+    ):
+        in_shape, out_shape = tuple(in_shape), tuple(out_shape)
+        self.n_in = len(in_shape)
+        self.dtype = dtype
+        self.kernel = param(rngs, nnx.initializers.normal(init_std), in_shape + out_shape, param_dtype, names)
+        self.bias = (
+            param(rngs, nnx.initializers.zeros, out_shape, param_dtype, names[self.n_in :]) if use_bias else None
+        )
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=self.n_in)
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class Embed(nnx.Module):
+    """Token embedding table `[vocab, embed]`; `attend` is the tied output projection."""
+
+    def __init__(self, vocab_size: int, features: int, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.dtype = dtype
+        self.embedding = param(rngs, nnx.initializers.normal(0.02), (vocab_size, features), param_dtype, ("vocab", "embed"))
+
+    def __call__(self, ids: jax.Array) -> jax.Array:
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x: jax.Array) -> jax.Array:
+        return jnp.dot(x.astype(self.dtype), self.embedding[...].astype(self.dtype).T)
+
+
+class RMSNorm(nnx.Module):
+    """LLaMA's RMSNorm: normalise in float32, cast to the compute dtype, then scale (as transformers)."""
+
+    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = param(rngs, nnx.initializers.ones, (features,), param_dtype, ("norm",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        y = x32 * jax.lax.rsqrt(jnp.mean(x32 * x32, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...].astype(self.dtype) * y.astype(self.dtype)
+
+
+class LayerNorm(nnx.Module):
+    """LayerNorm with scale and bias, computed in float32."""
+
+    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+        self.eps = eps
+        self.dtype = dtype
+        self.scale = param(rngs, nnx.initializers.ones, (features,), param_dtype, ("norm",))
+        self.bias = param(rngs, nnx.initializers.zeros, (features,), param_dtype, ("norm",))
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x32 = x.astype(jnp.float32)
+        mean = jnp.mean(x32, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(x32 - mean), axis=-1, keepdims=True)
+        y = (x32 - mean) * jax.lax.rsqrt(var + self.eps)
+        return (y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)).astype(self.dtype)
+
+
+def rope_cos_sin(positions: jax.Array, inv_freq: np.ndarray) -> tuple[jax.Array, jax.Array]:
+    """cos and sin `[batch, length, rotary_dim]` for integer `positions` `[batch, length]` (float32)."""
+    angles = positions.astype(jnp.float32)[..., None] * jnp.asarray(inv_freq)
+    angles = jnp.concatenate([angles, angles], axis=-1)
+    return jnp.cos(angles), jnp.sin(angles)
+
+
+def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
+    """HF rotate-half RoPE on the first `rotary_dim` features of each head of `x` `[b, t, heads, d]`."""
+    rot = cos.shape[-1]
+    x_rot, x_pass = x[..., :rot].astype(jnp.float32), x[..., rot:]
+    half = rot // 2
+    rotated = jnp.concatenate([-x_rot[..., half:], x_rot[..., :half]], axis=-1)
+    out = (x_rot * cos[:, :, None, :] + rotated * sin[:, :, None, :]).astype(x.dtype)
+    return jnp.concatenate([out, x_pass], axis=-1) if x_pass.shape[-1] else out
+
+
+def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
+    """Softmax attention with grouped-query heads.
+
+    q `[b, t, heads, d]`, k and v `[b, s, kv_heads, d]`, mask `[b, t, s]` (True = may attend).
+    Scores and softmax in float32; rows with nothing to attend to (left padding) give finite garbage.
+    """
+    b, t, heads, d = q.shape
+    kv_heads = k.shape[2]
+    q = q.reshape(b, t, kv_heads, heads // kv_heads, d)
+    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * (d**-0.5)
+    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
+    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
+    return out.reshape(b, t, heads, d)
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class LayerCache:
+    """Keys and values of one layer, `[batch, max_length, kv_heads, head_dim]`."""
+
+    key: jax.Array
+    value: jax.Array
+
+
+@jax.tree_util.register_dataclass
+@dataclasses.dataclass
+class KVCache:
+    """Decoding state: per-layer keys/values, which slots hold real tokens, and the next slot to write.
+
+    Prompts are left-padded, so all rows write the same slot at each step; `key_mask` `[batch,
+    max_length]` marks the slots holding real (non-pad) tokens, and `index` is a scalar int32.
+    """
+
+    layers: list[LayerCache]
+    key_mask: jax.Array
+    index: jax.Array
+
+    @property
+    def max_length(self) -> int:
+        return self.key_mask.shape[1]
+
+
+def init_cache(config, batch: int, max_length: int, dtype=jnp.float32) -> KVCache:
+    """An empty cache for `batch` sequences of up to `max_length` tokens (prompt + new tokens)."""
+    shape = (batch, max_length, config.kv_heads, config.head_dim)
+    names = ("batch", "cache_length", "act_kv_heads", None)
+    layers = [
+        LayerCache(constrain(jnp.zeros(shape, dtype), names), constrain(jnp.zeros(shape, dtype), names))
+        for _ in range(config.num_layers)
+    ]
+    return KVCache(layers, jnp.zeros((batch, max_length), bool), jnp.zeros((), jnp.int32))
+
+
+def attention_mask_and_cache(
+    cache: KVCache | None, attention_mask: jax.Array | None, length: int, batch: int
+) -> tuple[jax.Array, KVCache | None]:
+    """The `[b, t, s]` attention mask for `length` new tokens, and the cache with their slots marked.
+
+    Without a cache: causal within the call, and `attention_mask` `[b, t]` (1 = real token) hides
+    padded keys. With a cache: the new tokens go to slots `index .. index + length`; a query may see
+    every real slot up to its own.
+    """
+    tokens_mask = jnp.ones((batch, length), bool) if attention_mask is None else attention_mask.astype(bool)
+    if cache is None:
+        causal = jnp.tril(jnp.ones((length, length), bool))
+        return causal[None] & tokens_mask[:, None, :], None
+    key_mask = jax.lax.dynamic_update_slice(cache.key_mask, tokens_mask, (0, cache.index))
+    slots = jnp.arange(cache.max_length)
+    query_slots = cache.index + jnp.arange(length)
+    mask = key_mask[:, None, :] & (slots[None, None, :] <= query_slots[None, :, None])
+    return mask, KVCache(cache.layers, key_mask, cache.index)
+
+
+def write_cache(layer: LayerCache, index: jax.Array, k: jax.Array, v: jax.Array) -> LayerCache:
+    """Store new keys/values `[b, t, kv_heads, d]` at slot `index` of a layer's cache."""
+    key = jax.lax.dynamic_update_slice(layer.key, k.astype(layer.key.dtype), (0, index, 0, 0))
+    value = jax.lax.dynamic_update_slice(layer.value, v.astype(layer.value.dtype), (0, index, 0, 0))
+    return LayerCache(key, value)
+
+
+def default_positions(cache: KVCache | None, batch: int, length: int) -> jax.Array:
+    """Positions `0 .. length-1` (offset by the cache index), as transformers uses without position_ids."""
+    start = 0 if cache is None else cache.index
+    return jnp.broadcast_to(start + jnp.arange(length, dtype=jnp.int32), (batch, length))
