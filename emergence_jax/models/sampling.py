@@ -1,0 +1,132 @@
+"""Batched decoding with the KV cache: greedy, or temperature / top-p (nucleus) sampling.
+
+Prompts are left-padded so every row writes the same cache slot at each step; positions count
+real tokens only (`cumsum(mask) - 1`), as transformers' `generate` does, so padded and unpadded
+prompts decode identically. The whole loop (prefill plus a `lax.while_loop` over new tokens) is
+one jitted function, compiled once per (model, batch, prompt length, max_new_tokens, greedy or
+not); list prompts are left-padded to a multiple of `PAD_MULTIPLE` tokens to bound compilations.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from emergence_jax.errors import UserError
+from emergence_jax.models.base import CausalLM
+from emergence_jax.models.layers import init_cache
+
+PAD_MULTIPLE = 32
+
+
+def left_pad(prompts: Sequence[Sequence[int]], pad_id: int, multiple: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """(tokens, mask) `[batch, length]`, prompts right-aligned; length rounded up to `multiple`."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise UserError("generate: every prompt needs at least one token")
+    length = -(-max(len(p) for p in prompts) // multiple) * multiple
+    tokens = np.full((len(prompts), length), pad_id, np.int32)
+    mask = np.zeros((len(prompts), length), np.int32)
+    for row, prompt in enumerate(prompts):
+        tokens[row, length - len(prompt) :] = prompt
+        mask[row, length - len(prompt) :] = 1
+    return tokens, mask
+
+
+def generate(
+    model: CausalLM,
+    prompts: Sequence[Sequence[int]] | jax.Array | np.ndarray,
+    *,
+    attention_mask: jax.Array | np.ndarray | None = None,
+    max_new_tokens: int,
+    temperature: float = 0.0,
+    top_p: float = 1.0,
+    rng: jax.Array | None = None,
+    eos_id: int | Sequence[int] | None = None,
+    pad_id: int = 0,
+) -> jax.Array:
+    """New tokens `[batch, max_new_tokens]` (int32) continuing each prompt.
+
+    `prompts` is a list of token lists, or a left-padded array `[batch, length]` with its
+    `attention_mask` (1 = real token). `temperature == 0` decodes greedily; otherwise tokens are
+    sampled from softmax(logits / temperature) restricted to the smallest set of tokens whose
+    probability reaches `top_p`, seeded by `rng`. After a row emits an `eos_id`, the rest of it is
+    `pad_id`, and decoding stops early once every row has.
+    """
+    if isinstance(prompts, (list, tuple)):
+        tokens, mask = left_pad(prompts, pad_id, PAD_MULTIPLE)
+    else:
+        tokens = np.asarray(prompts, np.int32)
+        mask = np.ones_like(tokens) if attention_mask is None else np.asarray(attention_mask, np.int32)
+    if max_new_tokens < 1:
+        raise UserError(f"generate: max_new_tokens must be at least 1, got {max_new_tokens}")
+    greedy = temperature == 0.0
+    if not greedy and rng is None:
+        raise UserError("generate: sampling (temperature > 0) needs an rng key")
+    eos = () if eos_id is None else (int(eos_id),) if np.ndim(eos_id) == 0 else tuple(int(e) for e in eos_id)
+    graphdef, state = nnx.split(model)
+    return _generate(
+        graphdef,
+        state,
+        jnp.asarray(tokens),
+        jnp.asarray(mask),
+        jax.random.key(0) if rng is None else rng,
+        jnp.float32(max(temperature, 1e-6)),
+        jnp.float32(top_p),
+        max_new_tokens=max_new_tokens,
+        greedy=greedy,
+        eos=eos,
+        pad_id=int(pad_id),
+    )
+
+
+def _select(logits: jax.Array, key: jax.Array, temperature, top_p, greedy: bool) -> jax.Array:
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    logits = logits / temperature
+    order = jnp.argsort(-logits, axis=-1)
+    sorted_logits = jnp.take_along_axis(logits, order, axis=-1)
+    probs = jax.nn.softmax(sorted_logits, axis=-1)
+    before = jnp.cumsum(probs, axis=-1) - probs  # probability of the tokens ranked above
+    keep = before < top_p
+    keep = keep.at[:, 0].set(True)
+    sorted_logits = jnp.where(keep, sorted_logits, -jnp.inf)
+    choice = jax.random.categorical(key, sorted_logits, axis=-1)
+    return jnp.take_along_axis(order, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "eos", "pad_id"))
+def _generate(graphdef, state, tokens, mask, rng, temperature, top_p, *, max_new_tokens, greedy, eos, pad_id):
+    model = nnx.merge(graphdef, state)
+    batch, length = tokens.shape
+    cache = init_cache(model.config, batch, length + max_new_tokens, model.dtype)
+    positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
+    logits, cache = model(tokens, attention_mask=mask, positions=positions, cache=cache)
+    next_position = positions[:, -1] + 1
+    eos_ids = jnp.asarray(eos if eos else (-1,), jnp.int32)
+
+    def pick(logits, step, finished):
+        key = jax.random.fold_in(rng, step)
+        token = _select(logits, key, temperature, top_p, greedy)
+        token = jnp.where(finished, pad_id, token)
+        return token, finished | jnp.isin(token, eos_ids)
+
+    token, finished = pick(logits[:, -1], 0, jnp.zeros((batch,), bool))
+    out = jnp.full((batch, max_new_tokens), pad_id, jnp.int32).at[:, 0].set(token)
+
+    def cond(carry):
+        step, _, _, finished, _, _ = carry
+        return (step < max_new_tokens) & ~jnp.all(finished)
+
+    def body(carry):
+        step, token, position, finished, cache, out = carry
+        logits, cache = model(token[:, None], positions=position[:, None], cache=cache)
+        token, finished = pick(logits[:, -1], step, finished)
+        return step + 1, token, position + 1, finished, cache, out.at[:, step].set(token)
+
+    carry = (jnp.int32(1), token, next_position, finished, cache, out)
+    return jax.lax.while_loop(cond, body, carry)[-1]
