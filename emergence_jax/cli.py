@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("emergence_jax.laws.fit_command", "fit the emergence law to results records; writes fit.json, posterior.nc and plots"),
     "predict": ("emergence_jax.laws.predict_command", "probability that a model at a given pretraining loss has emerged"),
     "backtest": ("emergence_jax.laws.backtest_command", "hold out the strongest checkpoints, predict their emergence, report the error"),
+    "fit-pass-until": ("emergence_jax.laws.pass_until_law", "fit the PassUntil task scaling law log(-log PU) ~ log N per instance; predict, test curvature, plot"),
     "prepare-data": ("emergence_jax.data.prepare_command", "build task datasets (MMLU, GSM8K, CSQA, CoLA, APPS) as TFDS array_record files"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
 }
