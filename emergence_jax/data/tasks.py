@@ -25,7 +25,7 @@ from typing import Any, Literal
 import numpy as np
 
 from emergence_jax.data import rendering
-from emergence_jax.data.builders import load_split
+from emergence_jax.data.builders import load_examples, load_split, split_size
 from emergence_jax.data.prompts import CodePrompt, FinetuneExample, GenerationPrompt, MultipleChoicePrompt
 from emergence_jax.errors import UserError
 
@@ -72,7 +72,14 @@ class _Format:
     eval_prompt: Callable[[Example, Sequence[Example]], Prompt]
     finetune_example: Callable[[Example], FinetuneExample]
     evaluable: Callable[[Example], bool] = lambda example: True
-    trainable: Callable[[Example], bool] = lambda example: True
+    trainable: Callable[[Example], bool] | None = None  # None: every example can be a shot or a target
+
+    @property
+    def filters_training_examples(self) -> bool:
+        return self.trainable is not None
+
+    def usable_for_training(self, example: Example) -> bool:
+        return self.trainable is None or self.trainable(example)
 
 
 _FORMATS: dict[str, _Format] = {
@@ -101,17 +108,42 @@ def _examples(spec: TaskSpec, data_dir: str, split: str) -> tuple[Example, ...]:
     return load_split(spec.dataset_name, data_dir=str(data_dir), split=split)
 
 
-def _shot_pool(spec: TaskSpec, example: Example, pool: Sequence[Example]) -> list[Example]:
-    candidates = [shot for shot in pool if shot["id"] != example["id"]]
-    if spec.name == "mmlu":
-        candidates = [shot for shot in candidates if shot["subject"] == example["subject"]]
-    return candidates
+@dataclasses.dataclass(frozen=True)
+class _ShotGroup:
+    """Few-shot candidates that may go with one evaluated example, and where each id sits."""
+
+    examples: list[Example]
+    position_of: dict[str, int]
 
 
-def _draw_shots(spec: TaskSpec, candidates: list[Example], shots: int, rng: np.random.Generator) -> list[Example]:
+def _shot_groups(spec: TaskSpec, pool: Sequence[Example]) -> dict[str, _ShotGroup]:
+    """Candidates grouped by what must match the evaluated example: the subject for MMLU, nothing
+    for the other tasks (one group, key "")."""
+    grouped: dict[str, list[Example]] = {}
+    for shot in pool:
+        grouped.setdefault(_group_key(spec, shot), []).append(shot)
+    return {key: _ShotGroup(examples, {shot["id"]: i for i, shot in enumerate(examples)}) for key, examples in grouped.items()}
+
+
+def _group_key(spec: TaskSpec, example: Example) -> str:
+    return example["subject"] if spec.name == "mmlu" else ""
+
+
+def _draw_shots(spec: TaskSpec, example: Example, group: _ShotGroup, shots: int, rng: np.random.Generator) -> list[Example]:
+    """`shots` candidates other than `example`: a seeded draw, or for MMLU the first ones in order."""
+    own = group.position_of.get(example["id"])
+    available = len(group.examples) - (own is not None)
+    if available < shots:
+        raise UserError(
+            f"{spec.name}: only {available} few-shot examples in split '{spec.fewshot_split}' for example "
+            f"{example['id']}, {shots} asked; use --shots {available} or fewer"
+        )
     if spec.name == "mmlu":
-        return candidates[:shots]
-    return [candidates[i] for i in rng.choice(len(candidates), size=shots, replace=False)]
+        return [shot for shot in group.examples if shot["id"] != example["id"]][:shots]
+    drawn = rng.choice(available, size=shots, replace=False)
+    if own is not None:  # skip the evaluated example: candidate indices at or past it move up by one
+        drawn = drawn + (drawn >= own)
+    return [group.examples[i] for i in drawn]
 
 
 def eval_prompts(
@@ -130,17 +162,14 @@ def eval_prompts(
             raise UserError(f"limit must be positive, got {limit}")
         chosen = np.random.default_rng([seed, _SUBSET_STREAM]).permutation(len(examples))[:limit]
         examples = [examples[i] for i in sorted(chosen)]
-    pool = [shot for shot in _examples(spec, data_dir, spec.fewshot_split) if task_format.trainable(shot)] if shots else []
+    pool = [shot for shot in _examples(spec, data_dir, spec.fewshot_split) if task_format.usable_for_training(shot)] if shots else []
+    groups = _shot_groups(spec, pool)
+    no_candidates = _ShotGroup([], {})
     prompts = []
     for position, example in examples:
-        candidates = _shot_pool(spec, example, pool)
-        if len(candidates) < shots:
-            raise UserError(
-                f"{task}: only {len(candidates)} few-shot examples in split '{spec.fewshot_split}' for example "
-                f"{example['id']}, {shots} asked; use --shots {len(candidates)} or fewer"
-            )
         rng = np.random.default_rng([seed, _SHOT_STREAM, position])
-        prompts.append(task_format.eval_prompt(example, _draw_shots(spec, candidates, shots, rng)))
+        chosen = _draw_shots(spec, example, groups.get(_group_key(spec, example), no_candidates), shots, rng)
+        prompts.append(task_format.eval_prompt(example, chosen))
     return prompts
 
 
@@ -148,8 +177,16 @@ def finetune_examples(task: str, *, data_dir: str, num_examples: int, seed: int)
     """`num_examples` (D) rendered training examples; nested in D for a fixed seed."""
     spec = task_spec(task)
     task_format = _FORMATS[spec.name]
-    pool = [example for example in _examples(spec, data_dir, spec.finetune_split) if task_format.trainable(example)]
-    if not 0 < num_examples <= len(pool):
-        raise UserError(f"{task}: num_examples must be in 1..{len(pool)} (the size of split '{spec.finetune_split}'), got {num_examples}")
-    order = np.random.default_rng([seed, _FINETUNE_STREAM]).permutation(len(pool))[:num_examples]
-    return [task_format.finetune_example(pool[i]) for i in order]
+    if task_format.filters_training_examples:
+        pool = [example for example in _examples(spec, data_dir, spec.finetune_split) if task_format.usable_for_training(example)]
+        pool_size = len(pool)
+    else:  # read only the D chosen examples (MMLU's auxiliary_train has ~100k)
+        pool_size = split_size(spec.dataset_name, data_dir=str(data_dir), split=spec.finetune_split)
+    if not 0 < num_examples <= pool_size:
+        raise UserError(f"{task}: num_examples must be in 1..{pool_size} (the usable size of split '{spec.finetune_split}'), got {num_examples}")
+    order = np.random.default_rng([seed, _FINETUNE_STREAM]).permutation(pool_size)[:num_examples]
+    if task_format.filters_training_examples:
+        chosen = [pool[i] for i in order]
+    else:
+        chosen = load_examples(spec.dataset_name, data_dir=str(data_dir), split=spec.finetune_split, indices=order)
+    return [task_format.finetune_example(example) for example in chosen]

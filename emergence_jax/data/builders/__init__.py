@@ -1,13 +1,14 @@
 """TFDS builders for the task datasets, written as array_record files (no TensorFlow needed).
 
 `prepare_dataset` builds one from a local `manual_dir` of the original files or by download;
-`load_split` reads a prepared split back through `builder.as_data_source()` (ArrayRecord random
-access, pure NumPy), as plain Python dicts in published order.
+`load_split` / `load_examples` read a prepared split back through `builder.as_data_source()`
+(ArrayRecord random access, no TensorFlow), as plain Python dicts in published order.
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -62,9 +63,7 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-@functools.lru_cache(maxsize=16)
-def load_split(dataset: str, *, data_dir: str, split: str) -> tuple[dict[str, Any], ...]:
-    """All examples of a prepared split, text as `str`, class labels as `int`, in published order."""
+def _data_source(dataset: str, data_dir: str, split: str):
     builder = _builder(dataset, data_dir)
     if not builder.is_prepared():
         raise UserError(
@@ -73,5 +72,23 @@ def load_split(dataset: str, *, data_dir: str, split: str) -> tuple[dict[str, An
         )
     if split not in builder.info.splits:
         raise UserError(f"dataset '{dataset}' has no split '{split}'; choose one of {', '.join(builder.info.splits)}")
-    source = builder.as_data_source(split=split)
+    return builder.as_data_source(split=split)
+
+
+@functools.lru_cache(maxsize=16)
+def load_split(dataset: str, *, data_dir: str, split: str) -> tuple[dict[str, Any], ...]:
+    """All examples of a prepared split, text as `str`, class labels as `int`, in published order."""
+    source = _data_source(dataset, str(data_dir), split)
     return tuple(_to_python(example) for example in source.__getitems__(range(len(source))))
+
+
+def split_size(dataset: str, *, data_dir: str, split: str) -> int:
+    """Number of examples in a prepared split (reads no example)."""
+    return len(_data_source(dataset, str(data_dir), split))
+
+
+def load_examples(dataset: str, *, data_dir: str, split: str, indices: Sequence[int]) -> list[dict[str, Any]]:
+    """The examples at `indices` (positions in published order) of a prepared split, read by
+    ArrayRecord random access without decoding the rest."""
+    source = _data_source(dataset, str(data_dir), split)
+    return [_to_python(example) for example in source.__getitems__([int(i) for i in indices])]
