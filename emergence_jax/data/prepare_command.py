@@ -11,7 +11,7 @@ import argparse
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dataset", required=True, nargs="+", help="dataset(s) to build: mmlu, gsm8k, commonsense_qa, cola, apps")
-    parser.add_argument("--data-dir", required=True, help="TFDS data directory to write into (and read from later)")
+    parser.add_argument("--data-dir", default=None, help="TFDS data directory to write into and read from later (default: $TFDS_DATA_DIR or ~/tensorflow_datasets)")
     parser.add_argument(
         "--manual-dir",
         default=None,

@@ -3,7 +3,8 @@ evaluation and finetuning call.
 
 `eval_prompts` renders a split's examples as few-shot prompts; `finetune_examples` draws `D`
 training examples. Both read datasets prepared by `emergence_jax.data.builders.prepare_dataset`
-under `data_dir` (a TFDS data directory), and both are deterministic in `seed`:
+under `data_dir` (a TFDS data directory; None = TFDS's default), and both are deterministic in
+`seed`:
 
 - Evaluation subset (`limit`): a seeded random subset, in published order; the subset for a
   smaller limit is inside the one for a larger limit.
@@ -19,6 +20,7 @@ under `data_dir` (a TFDS data directory), and both are deterministic in `seed`:
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
@@ -104,8 +106,13 @@ def task_spec(task: str) -> TaskSpec:
     return TASKS[task]
 
 
-def _examples(spec: TaskSpec, data_dir: str, split: str) -> tuple[Example, ...]:
-    return load_split(spec.dataset_name, data_dir=str(data_dir), split=split)
+def _data_dir(data_dir: str | os.PathLike | None) -> str | None:
+    """A hashable folder name for the cached readers; None = TFDS's default data folder."""
+    return None if data_dir is None else os.fspath(data_dir)
+
+
+def _examples(spec: TaskSpec, data_dir: str | os.PathLike | None, split: str) -> tuple[Example, ...]:
+    return load_split(spec.dataset_name, data_dir=_data_dir(data_dir), split=split)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,7 +154,7 @@ def _draw_shots(spec: TaskSpec, example: Example, group: _ShotGroup, shots: int,
 
 
 def eval_prompts(
-    task: str, *, data_dir: str, split: str | None = None, shots: int, seed: int, limit: int | None = None
+    task: str, *, data_dir: str | os.PathLike | None, split: str | None = None, shots: int, seed: int, limit: int | None = None
 ) -> list[Prompt]:
     """Few-shot prompts for the examples of `split` (default: the task's `eval_split`), all of
     them or a seeded subset of `limit`."""
@@ -173,7 +180,7 @@ def eval_prompts(
     return prompts
 
 
-def finetune_examples(task: str, *, data_dir: str, num_examples: int, seed: int) -> list[FinetuneExample]:
+def finetune_examples(task: str, *, data_dir: str | os.PathLike | None, num_examples: int, seed: int) -> list[FinetuneExample]:
     """`num_examples` (D) rendered training examples; nested in D for a fixed seed."""
     spec = task_spec(task)
     task_format = _FORMATS[spec.name]
@@ -181,12 +188,12 @@ def finetune_examples(task: str, *, data_dir: str, num_examples: int, seed: int)
         pool = [example for example in _examples(spec, data_dir, spec.finetune_split) if task_format.usable_for_training(example)]
         pool_size = len(pool)
     else:  # read only the D chosen examples (MMLU's auxiliary_train has ~100k)
-        pool_size = split_size(spec.dataset_name, data_dir=str(data_dir), split=spec.finetune_split)
+        pool_size = split_size(spec.dataset_name, data_dir=_data_dir(data_dir), split=spec.finetune_split)
     if not 0 < num_examples <= pool_size:
         raise UserError(f"{task}: num_examples must be in 1..{pool_size} (the usable size of split '{spec.finetune_split}'), got {num_examples}")
     order = np.random.default_rng([seed, _FINETUNE_STREAM]).permutation(pool_size)[:num_examples]
     if task_format.filters_training_examples:
         chosen = [pool[i] for i in order]
     else:
-        chosen = load_examples(spec.dataset_name, data_dir=str(data_dir), split=spec.finetune_split, indices=order)
+        chosen = load_examples(spec.dataset_name, data_dir=_data_dir(data_dir), split=spec.finetune_split, indices=order)
     return [task_format.finetune_example(example) for example in chosen]

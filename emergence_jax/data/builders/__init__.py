@@ -32,13 +32,14 @@ BUILDERS: dict[str, type[tfds.core.GeneratorBasedBuilder]] = {
 }
 
 
-def _builder(dataset: str, data_dir: epath.PathLike) -> tfds.core.GeneratorBasedBuilder:
+def _builder(dataset: str, data_dir: epath.PathLike | None) -> tfds.core.GeneratorBasedBuilder:
+    """`data_dir=None` means TFDS's default ($TFDS_DATA_DIR or ~/tensorflow_datasets)."""
     if dataset not in BUILDERS:
         raise UserError(f"unknown dataset '{dataset}'; choose one of {', '.join(BUILDERS)}")
-    return BUILDERS[dataset](data_dir=str(data_dir), file_format=FILE_FORMAT)
+    return BUILDERS[dataset](data_dir=None if data_dir is None else str(data_dir), file_format=FILE_FORMAT)
 
 
-def prepare_dataset(dataset: str, *, data_dir: epath.PathLike, manual_dir: epath.PathLike | None = None) -> epath.Path:
+def prepare_dataset(dataset: str, *, data_dir: epath.PathLike | None, manual_dir: epath.PathLike | None = None) -> epath.Path:
     """Build `dataset` into `data_dir` (a TFDS data directory) and return the prepared folder.
 
     The original files come from `manual_dir` when they are there, else from their public URL.
@@ -63,12 +64,13 @@ def _to_python(value: Any) -> Any:
     return value
 
 
-def _data_source(dataset: str, data_dir: str, split: str):
+def _data_source(dataset: str, data_dir: str | None, split: str):
     builder = _builder(dataset, data_dir)
     if not builder.is_prepared():
+        where = builder.data_dir_root
         raise UserError(
-            f"{data_dir}: dataset '{dataset}' is not prepared there; run "
-            f"`emergence-jax prepare-data --dataset {dataset} --data-dir {data_dir} [--manual-dir FOLDER]`"
+            f"{where}: dataset '{dataset}' is not prepared there; run "
+            f"`emergence-jax prepare-data --dataset {dataset} --data-dir {where} [--manual-dir FOLDER]`"
         )
     if split not in builder.info.splits:
         raise UserError(f"dataset '{dataset}' has no split '{split}'; choose one of {', '.join(builder.info.splits)}")
@@ -76,19 +78,19 @@ def _data_source(dataset: str, data_dir: str, split: str):
 
 
 @functools.lru_cache(maxsize=16)
-def load_split(dataset: str, *, data_dir: str, split: str) -> tuple[dict[str, Any], ...]:
+def load_split(dataset: str, *, data_dir: str | None, split: str) -> tuple[dict[str, Any], ...]:
     """All examples of a prepared split, text as `str`, class labels as `int`, in published order."""
-    source = _data_source(dataset, str(data_dir), split)
+    source = _data_source(dataset, data_dir, split)
     return tuple(_to_python(example) for example in source.__getitems__(range(len(source))))
 
 
-def split_size(dataset: str, *, data_dir: str, split: str) -> int:
+def split_size(dataset: str, *, data_dir: str | None, split: str) -> int:
     """Number of examples in a prepared split (reads no example)."""
-    return len(_data_source(dataset, str(data_dir), split))
+    return len(_data_source(dataset, data_dir, split))
 
 
-def load_examples(dataset: str, *, data_dir: str, split: str, indices: Sequence[int]) -> list[dict[str, Any]]:
+def load_examples(dataset: str, *, data_dir: str | None, split: str, indices: Sequence[int]) -> list[dict[str, Any]]:
     """The examples at `indices` (positions in published order) of a prepared split, read by
     ArrayRecord random access without decoding the rest."""
-    source = _data_source(dataset, str(data_dir), split)
+    source = _data_source(dataset, data_dir, split)
     return [_to_python(example) for example in source.__getitems__([int(i) for i in indices])]
