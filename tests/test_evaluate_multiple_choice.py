@@ -14,7 +14,7 @@ tokenizers = pytest.importorskip("tokenizers")
 
 from emergence_jax.checkpoints.hf import load_hf_model  # noqa: E402
 from emergence_jax.data.prompts import MultipleChoicePrompt  # noqa: E402
-from emergence_jax.evaluate.multiple_choice import encode_request, evaluate_multiple_choice  # noqa: E402
+from emergence_jax.evaluate.multiple_choice import _shared_context_groups, encode_request, evaluate_multiple_choice  # noqa: E402
 from emergence_jax.evaluate.pretrain_loss import pretrain_loss  # noqa: E402
 from emergence_jax.evaluate.scoring import QueryScorer, pure_language_model  # noqa: E402
 
@@ -88,6 +88,10 @@ PROMPTS = [
 
 def test_choice_logprobs_equal_transformers(tiny):
     tokenizer, torch_model, scorer = tiny
+    requests = [encode_request(tokenizer, p.context, c) for p in PROMPTS for c in p.continuations]
+    shared = _shared_context_groups(requests, MAX_LENGTH)
+    assert scorer.shares_prefixes and len(shared) >= 2, "both scoring paths (rows and KV-cache prefix) must be exercised"
+    assert any(len(r.continuation) == 1 for r in requests) and any(len(r.context) > MAX_LENGTH for r in requests)
     outcomes = evaluate_multiple_choice(scorer, tokenizer, PROMPTS, max_length=MAX_LENGTH, batch_size=4)
     ours = [lp for o in outcomes for lp in o.logprobs]
     reference = [_reference_logprob(torch_model, tokenizer, p.context, c) for p in PROMPTS for c in p.continuations]

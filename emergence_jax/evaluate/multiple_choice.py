@@ -6,9 +6,13 @@ continuation is the tail of `encode(context + continuation)` after that many tok
 across the boundary counts towards the continuation). The beginning-of-sequence token, when the tokenizer has one,
 starts every row, so an empty context is scored too. Too-long rows lose tokens from the left.
 
-Choices that share their context and are one token each (MMLU's " A" ... " D") are scored from a
-single row: one forward pass, the log-softmax at the last context position read at each choice's
-token. Other choices get one row each; rows are sorted by length and padded to bucketed shapes.
+The shared few-shot context is run once per prompt, not once per choice:
+- choices of one token each (MMLU's " A" ... " D") are read from a single row, the log-softmax at
+  the last context position taken at each choice's token;
+- longer choices, when the model has a KV cache, run after that context's cached keys/values
+  (the cache is copied once per choice);
+- anything else (no KV cache, a context that must be truncated) gets one row per choice.
+Rows are sorted by length and padded to bucketed (power-of-two) shapes, so few programs compile.
 
 Metrics per prompt (lm-eval names in brackets):
 - accuracy [acc]: the choice with the highest total log-likelihood is the answer;
@@ -97,6 +101,50 @@ def _rows_for(requests: Sequence[ScoreRequest], max_length: int) -> list[_Row]:
     return rows
 
 
+def _shared_context_groups(requests: Sequence[ScoreRequest], max_length: int) -> list[list[int]]:
+    """Request indices grouped by context: multi-token continuations, 2+ per context, no truncation."""
+    groups: dict[tuple[int, ...], list[int]] = {}
+    for index, request in enumerate(requests):
+        if len(request.continuation) > 1:
+            groups.setdefault(request.context, []).append(index)
+    return [
+        indices for context, indices in groups.items()
+        if len(indices) > 1 and len(context) + max(len(requests[i].continuation) for i in indices) - 1 <= max_length
+    ]
+
+
+def _score_shared_context_groups(scorer, requests, groups, *, batch_size, logprobs, greedy, progress) -> None:
+    """Run each group's context once and its continuations from the KV cache (see `QueryScorer`)."""
+    groups = sorted(groups, key=lambda g: -len(requests[g[0]].context))
+    group_batch = max(1, batch_size // 2)
+    for start in tqdm(range(0, len(groups), group_batch), desc="scoring shared contexts", unit="batch", disable=not progress):
+        batch = groups[start : start + group_batch]
+        context_length = bucket_length(max(len(requests[g[0]].context) for g in batch))
+        choices = max(len(g) for g in batch)
+        continuation_length = bucket_length(max(len(requests[i].continuation) - 1 for g in batch for i in g), minimum=4)
+        contexts = np.zeros((group_batch, context_length), dtype=np.int32)
+        context_mask = np.zeros_like(contexts)
+        inputs = np.zeros((group_batch, choices, continuation_length), dtype=np.int32)
+        input_mask = np.zeros_like(inputs)
+        first_targets = np.zeros((group_batch, choices), dtype=np.int32)
+        next_targets = np.zeros_like(inputs)
+        for b, group in enumerate(batch):
+            context = requests[group[0]].context
+            contexts[b, context_length - len(context) :] = context
+            context_mask[b, context_length - len(context) :] = 1
+            for k, index in enumerate(group):
+                continuation = requests[index].continuation
+                inputs[b, k, : len(continuation) - 1] = continuation[:-1]
+                input_mask[b, k, : len(continuation) - 1] = 1
+                first_targets[b, k] = continuation[0]
+                next_targets[b, k, : len(continuation) - 1] = continuation[1:]
+        totals, all_greedy = scorer.score_after_shared_context(contexts, context_mask, inputs, input_mask, first_targets, next_targets)
+        for b, group in enumerate(batch):
+            for k, index in enumerate(group):
+                logprobs[index] = totals[b, k]
+                greedy[index] = all_greedy[b, k]
+
+
 def score_requests(
     scorer: QueryScorer,
     requests: Sequence[ScoreRequest],
@@ -107,11 +155,17 @@ def score_requests(
 ) -> list[ChoiceScore]:
     """Log-likelihood of each request's continuation, in request order.
 
-    `max_length` is the model's context window in tokens; `batch_size` rows run per forward pass.
+    `max_length` is the model's context window in tokens; `batch_size` rows run per forward pass
+    (with shared contexts: `batch_size // 2` contexts, each with all its continuations).
     """
-    rows = sorted(_rows_for(requests, max_length), key=lambda row: -len(row.tokens))
     logprobs = np.zeros(len(requests), dtype=np.float64)
     greedy = np.ones(len(requests), dtype=bool)
+    shared = _shared_context_groups(requests, max_length) if scorer.shares_prefixes else []
+    if shared:
+        _score_shared_context_groups(scorer, requests, shared, batch_size=batch_size, logprobs=logprobs, greedy=greedy, progress=progress)
+    done = {index for group in shared for index in group}
+    remaining = [i for i in range(len(requests)) if i not in done]
+    rows = sorted(_rows_for([requests[i] for i in remaining], max_length), key=lambda row: -len(row.tokens))
     for start in tqdm(range(0, len(rows), batch_size), desc="scoring", unit="batch", disable=not progress):
         batch = rows[start : start + batch_size]
         length = bucket_length(max(len(r.tokens) for r in batch), maximum=max_length)
@@ -126,7 +180,8 @@ def score_requests(
                 targets[b, q] = target
         row_logprobs, row_greedy = scorer(tokens, positions, targets)
         for b, row in enumerate(batch):
-            for q, (_, _, index) in enumerate(row.queries):
+            for q, (_, _, local_index) in enumerate(row.queries):
+                index = remaining[local_index]
                 logprobs[index] += row_logprobs[b, q]
                 greedy[index] &= bool(row_greedy[b, q])
     return [ChoiceScore(float(lp), bool(g)) for lp, g in zip(logprobs, greedy)]

@@ -27,22 +27,51 @@ import numpy as np
 
 @dataclasses.dataclass(frozen=True)
 class PureLanguageModel:
-    """`apply(params, tokens int32[B, T]) -> logits float[B, T, V]`, with its parameters."""
+    """`apply(params, tokens int32[B, T]) -> logits float[B, T, V]`, with its parameters.
+
+    `apply_with_prefix`, when the model has a KV cache, runs each of G contexts once and then K
+    continuations after each from the cached keys/values:
+    `(params, contexts int32[G, Tc] left-padded, context_mask, continuations int32[G, K, Tm]
+    right-padded, continuation_mask) -> (logits after each context [G, V], logits [G, K, Tm, V])`.
+    """
 
     apply: Callable[[Any, jax.Array], jax.Array]
     params: Any
+    apply_with_prefix: Callable[..., tuple[jax.Array, jax.Array]] | None = None
 
 
 def pure_language_model(model) -> PureLanguageModel:
-    """Turn a Flax NNX causal LM (`model(input_ids) -> logits`) into a `PureLanguageModel`."""
+    """Turn a Flax NNX `CausalLM` (`emergence_jax.models`) into a `PureLanguageModel`."""
     from flax import nnx
+
+    from emergence_jax.models import init_cache
 
     graphdef, state = nnx.split(model)
 
     def apply(state, tokens):
         return nnx.merge(graphdef, state)(tokens)
 
-    return PureLanguageModel(apply, state)
+    def apply_with_prefix(state, contexts, context_mask, continuations, continuation_mask):
+        model = nnx.merge(graphdef, state)
+        groups, context_length = contexts.shape
+        _, choices, continuation_length = continuations.shape
+        cache = init_cache(model.config, groups, context_length + continuation_length, getattr(model, "dtype", jnp.float32))
+        positions = jnp.maximum(jnp.cumsum(context_mask, axis=1) - 1, 0)
+        context_logits, cache = model(contexts, attention_mask=context_mask, positions=positions, cache=cache)
+        cache = jax.tree.map(lambda x: jnp.repeat(x, choices, axis=0) if x.ndim else x, cache)
+        starts = jnp.sum(context_mask, axis=1, dtype=jnp.int32)
+        continuation_positions = jnp.broadcast_to(
+            starts[:, None, None] + jnp.arange(continuation_length, dtype=jnp.int32), continuations.shape
+        )
+        logits, _ = model(
+            continuations.reshape(groups * choices, continuation_length),
+            attention_mask=continuation_mask.reshape(groups * choices, continuation_length),
+            positions=continuation_positions.reshape(groups * choices, continuation_length),
+            cache=cache,
+        )
+        return context_logits[:, -1], logits.reshape(groups, choices, continuation_length, -1)
+
+    return PureLanguageModel(apply, state, apply_with_prefix)
 
 
 def bucket_length(length: int, *, minimum: int = 16, maximum: int | None = None) -> int:
@@ -63,12 +92,56 @@ def _query_logprobs(apply, params, tokens, query_positions, query_targets):
     return target_logits - log_normalizer, is_greedy
 
 
+def _prefix_logprobs(apply_with_prefix, params, contexts, context_mask, continuations, continuation_mask, first_targets, next_targets):
+    context_logits, logits = apply_with_prefix(params, contexts, context_mask, continuations, continuation_mask)
+    context_log_probs = jax.nn.log_softmax(context_logits.astype(jnp.float32), axis=-1)
+    first_logprobs = jnp.take_along_axis(context_log_probs, first_targets, axis=-1)
+    first_greedy = jnp.argmax(context_logits, axis=-1)[:, None] == first_targets
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    next_logprobs = jnp.take_along_axis(log_probs, next_targets[..., None], axis=-1)[..., 0]
+    next_greedy = jnp.argmax(logits, axis=-1) == next_targets
+    return first_logprobs, first_greedy, next_logprobs, next_greedy
+
+
 class QueryScorer:
     """Scores `(tokens, positions, targets)` batches with one compiled program per shape."""
 
     def __init__(self, model: PureLanguageModel):
         self.model = model
         self._compiled = jax.jit(functools.partial(_query_logprobs, model.apply))
+        self._compiled_prefix = (
+            None if model.apply_with_prefix is None else jax.jit(functools.partial(_prefix_logprobs, model.apply_with_prefix))
+        )
+
+    @property
+    def shares_prefixes(self) -> bool:
+        """Whether continuations after one context can reuse that context's KV cache."""
+        return self._compiled_prefix is not None
+
+    def score_after_shared_context(
+        self,
+        contexts: np.ndarray,
+        context_mask: np.ndarray,
+        continuations: np.ndarray,
+        continuation_mask: np.ndarray,
+        first_targets: np.ndarray,
+        next_targets: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Log-likelihood (nats) of K continuations after each of G contexts, running each context once.
+
+        contexts int32[G, Tc] left-padded with `context_mask`; continuation inputs int32[G, K, Tm]
+        (each continuation without its last token) right-padded with `continuation_mask`;
+        `first_targets` [G, K] (each continuation's first token); `next_targets` [G, K, Tm] (each
+        continuation without its first token). Returns (total log-likelihood float64[G, K], every token is the argmax bool[G, K]).
+        """
+        first, first_greedy, following, following_greedy = map(np.asarray, self._compiled_prefix(
+            self.model.params,
+            *(jnp.asarray(a, dtype=jnp.int32) for a in (contexts, context_mask, continuations, continuation_mask, first_targets, next_targets)),
+        ))
+        mask = np.asarray(continuation_mask, dtype=bool)
+        totals = first.astype(np.float64) + np.sum(following, axis=-1, where=mask, dtype=np.float64)
+        greedy = first_greedy & np.all(following_greedy | ~mask, axis=-1)
+        return totals, greedy
 
     def __call__(self, tokens: np.ndarray, query_positions: np.ndarray, query_targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """tokens int32[B, T]; query_positions, query_targets int32[B, Q] ->
