@@ -26,10 +26,23 @@ abstract_model(config, *, dtype, param_dtype) -> CausalLM with ShapeDtypeStruct 
 count_params(config) -> int
 init_cache(config, batch, max_length, dtype) -> KVCache (for incremental decoding)
 
+Generation (`emergence_jax.models.sampling`):
+    generate(model, prompts, *, attention_mask=None, max_new_tokens, temperature=0.0, top_p=1.0,
+             rng=None, eos_id=None, pad_id=0) -> int32 [batch, max_new_tokens]
+  `prompts` is a list of token lists (left-padded for you) or a left-padded array with its mask.
+  Greedy when temperature == 0 (equal to transformers' `generate`), else temperature + top-p
+  sampling seeded by `rng`. After EOS a row is filled with `pad_id`. One jit per shape.
+
 Checkpoints (`emergence_jax.checkpoints`):
     load_hf_model(folder, *, dtype, param_dtype, mesh=None, rules, progress) -> CausalLM
     save_hf_model(model, folder, *, dtype=None, max_shard_bytes) -> None  (transformers loads it)
     read_hf_config(folder) -> ModelConfig
+  `emergence_jax.checkpoints.orbax`: save_params(model, dir), restore_params(dir, *, dtype,
+    param_dtype, mesh, rules) -> CausalLM   (Orbax param tree + config.json)
+  `emergence_jax.checkpoints.tokenizer`: load_tokenizer(folder) -> Tokenizer with
+    encode(text) -> ids (no special tokens), encode_batch, decode(ids), bos_id, eos_id, pad_id
+  `emergence_jax.checkpoints.testing`: tiny_hf_checkpoint(folder, "llama" | "gpt_neox", seed,
+    **config_overrides) writes a tiny random transformers checkpoint, for tests.
 
 Sharding (`emergence_jax.sharding`): make_mesh(data, fsdp, tensor) (-1 = the rest), DEFAULT_RULES,
 param_shardings(state, mesh, rules), logical_to_spec, constrain, use_rules.
