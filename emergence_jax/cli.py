@@ -20,6 +20,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "backtest": ("emergence_jax.laws.backtest_command", "hold out the strongest checkpoints, predict their emergence, report the error"),
     "fit-pass-until": ("emergence_jax.laws.pass_until_law", "fit the PassUntil task scaling law log(-log PU) ~ log N per instance; predict, test curvature, plot"),
     "prepare-data": ("emergence_jax.data.prepare_command", "build task datasets (MMLU, GSM8K, CSQA, CoLA, APPS) as TFDS array_record files"),
+    "evaluate": ("emergence_jax.evaluate.command", "few-shot accuracy of a checkpoint on a task (multiple choice, GSM8K, APPS); appends results rows"),
+    "pretrain-loss": ("emergence_jax.evaluate.pretrain_loss_command", "a checkpoint's loss on a held-out corpus, in nats/token and bits/byte"),
+    "finetune": ("emergence_jax.train.command", "finetune a checkpoint on D task examples (full or LoRA, sharded, resumable), then evaluate it"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
 }
 

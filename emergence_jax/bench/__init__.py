@@ -11,6 +11,7 @@ import importlib
 
 # name -> (module path, one-line help). Add a line here to add a benchmark.
 BENCHES: dict[str, tuple[str, str]] = {
+    "eval": ("emergence_jax.bench.eval", "multiple-choice scoring tokens/s on CPU, beside transformers/PyTorch"),
     "fit": ("emergence_jax.bench.fit", "maximum likelihood and NUTS on 200 rows, beside scipy.optimize.curve_fit"),
 }
 
