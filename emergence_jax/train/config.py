@@ -16,7 +16,7 @@ class ModelConfig:
     name: str = ""  # model id written to results records; default: the folder name or preset
     pretrain_loss: float | None = None  # nats/token on the loss corpus, copied into results records
     compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # master weights stay float32
-    remat: bool = False  # recompute layer activations in the backward pass to save memory
+    remat: bool = False  # keep only matmul outputs for the backward pass; recompute the rest (saves memory)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,11 +84,10 @@ class EvalConfig:
     """Evaluation after training, through `emergence_jax.evaluate`, appended to results records."""
 
     enabled: bool = True
-    split: str = "test"
+    split: str = ""  # empty: the task's own evaluation split
     shots: tuple[int, ...] = (0,)
     limit: int | None = None  # evaluation examples per task; None = all
-    seed: int = 0
-    records: str = "records.jsonl"  # relative to run_dir unless absolute
+    records: str = "records.jsonl"  # relative to run_dir unless absolute; rows' `seed` = data.subset_seed
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,3 +104,4 @@ class FinetuneConfig:
     checkpoint: CheckpointConfig = dataclasses.field(default_factory=CheckpointConfig)
     eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
     log_every_steps: int = 10
+    distributed: bool = False  # call jax.distributed.initialize() first (multi-host TPU/GPU)

@@ -74,7 +74,9 @@ def run_finetuning(
         trainable = nnx.LoRAParam
     tx = build_optimizer(config.optim, plan.total_steps)
     schedule = learning_rate_schedule(config.optim, plan.total_steps)
-    training = setup_training(model, tx, mesh, trainable=trainable, rules=rules, learning_rate=schedule)
+    training = setup_training(
+        model, tx, mesh, trainable=trainable, rules=rules, learning_rate=schedule, remat=config.model.remat
+    )
     checkpointer = TrainCheckpointer(run_dir / "checkpoints", every_steps=config.checkpoint.every_steps, keep=config.checkpoint.keep)
     start = _resume(checkpointer, training, plan, config)
     log = MetricsLog(run_dir, enabled=jax.process_index() == 0)

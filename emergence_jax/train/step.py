@@ -99,13 +99,21 @@ def make_train_step(
     state_shardings: TrainState,
     frozen_shardings: nnx.State,
     learning_rate: optax.Schedule | None = None,
+    remat: bool = False,
 ) -> TrainStep:
-    """Compile-ready train step for the model `graphdef` under optimizer `tx` on `mesh`."""
+    """Compile-ready train step for the model `graphdef` under optimizer `tx` on `mesh`.
+
+    With `remat`, the backward pass keeps only the outputs of weight matmuls and recomputes the
+    rest of the forward pass (attention scores, activations, norms): less memory, more compute.
+    """
 
     def loss_and_count(params, frozen, micro):
         model = nnx.merge(graphdef, params, frozen)
         logits = model(micro["input_ids"], positions=micro["positions"], attention_mask=micro["attention_mask"])
         return target_token_loss(logits, micro["input_ids"], micro["loss_mask"])
+
+    if remat:
+        loss_and_count = jax.checkpoint(loss_and_count, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
 
     grad_fn = jax.value_and_grad(loss_and_count, has_aux=True)
 
@@ -161,6 +169,7 @@ def setup_training(
     trainable: Any = nnx.Param,
     rules: sharding.Rules = sharding.DEFAULT_RULES,
     learning_rate: optax.Schedule | None = None,
+    remat: bool = False,
 ) -> Training:
     """Split `model` into trainable (`trainable` filter) and frozen weights, place both on `mesh`
     by their logical axes, create the optimizer state and compile-ready step."""
@@ -171,6 +180,7 @@ def setup_training(
     shardings = train_state_shardings(params_sharding, params, tx, mesh)
     state = init_train_state(jax.device_put(params, params_sharding), tx, shardings)
     step = make_train_step(
-        graphdef, tx, mesh=mesh, state_shardings=shardings, frozen_shardings=frozen_sharding, learning_rate=learning_rate
+        graphdef, tx, mesh=mesh, state_shardings=shardings, frozen_shardings=frozen_sharding,
+        learning_rate=learning_rate, remat=remat,
     )
     return Training(step, state, frozen, graphdef)
