@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate": ("emergence_jax.evaluate.command", "few-shot accuracy of a checkpoint on a task (multiple choice, GSM8K, APPS); appends results rows"),
     "pretrain-loss": ("emergence_jax.evaluate.pretrain_loss_command", "a checkpoint's loss on a held-out corpus, in nats/token and bits/byte"),
     "finetune": ("emergence_jax.train.command", "finetune a checkpoint on D task examples (full or LoRA, sharded, resumable), then evaluate it"),
+    "pass-until": ("emergence_jax.evaluate.pass_until_run", "PassUntil: sample each instance until r passes (or a cap), resumable; writes per-instance pass rates with exact intervals"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
 }
 
