@@ -1,8 +1,8 @@
 """The single `emergence-jax` entry point.
 
 Each subcommand lives in its own module, which defines `add_arguments(parser)` and `run(args)`.
-Modules are imported only when their subcommand runs, so `emergence-jax fit` never imports model
-code and `--help` stays fast.
+Only the chosen subcommand's module is imported, so `emergence-jax fit` never imports model code
+and `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "fit": ("emergence_jax.laws.fit_command", "fit the emergence law to results records; writes fit.json, posterior.nc and plots"),
     "predict": ("emergence_jax.laws.predict_command", "probability that a model at a given pretraining loss has emerged"),
     "backtest": ("emergence_jax.laws.backtest_command", "hold out the strongest checkpoints, predict their emergence, report the error"),
+    "threshold": ("emergence_jax.laws.threshold_command", "loss-threshold analysis (Du et al.) of accuracy and continuous metrics against pretraining loss"),
     "fit-pass-until": ("emergence_jax.laws.pass_until_law", "fit the PassUntil task scaling law log(-log PU) ~ log N per instance; predict, test curvature, plot"),
     "prepare-data": ("emergence_jax.data.prepare_command", "build task datasets (MMLU, GSM8K, CSQA, CoLA, APPS) as TFDS array_record files"),
     "evaluate": ("emergence_jax.evaluate.command", "few-shot accuracy of a checkpoint on a task (multiple choice, GSM8K, APPS); appends results rows"),
@@ -28,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
 }
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; subcommand arguments are added for `command` only (all of them when None)."""
     parser = argparse.ArgumentParser(
         prog="emergence-jax",
         description="Predict when an LLM capability will emerge, by finetuning pre-emergence checkpoints.",
@@ -37,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     for name, (module_path, help_text) in COMMANDS.items():
         sub = subparsers.add_parser(name, help=help_text, description=help_text)
         sub.set_defaults(_module=module_path)
-        _module(module_path).add_arguments(sub)
+        if command is None or command == name:
+            _module(module_path).add_arguments(sub)
     return parser
 
 
@@ -47,7 +50,7 @@ def _module(module_path: str):
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    parser = build_parser()
+    parser = build_parser(argv[0] if argv and argv[0] in COMMANDS else "")
     args = parser.parse_args(argv)
     try:
         result = _module(args._module).run(args)

@@ -13,17 +13,22 @@ import importlib
 BENCHES: dict[str, tuple[str, str]] = {
     "eval": ("emergence_jax.bench.eval", "multiple-choice scoring tokens/s on CPU, beside transformers/PyTorch"),
     "fit": ("emergence_jax.bench.fit", "maximum likelihood and NUTS on 200 rows, beside scipy.optimize.curve_fit"),
+    "sample": ("emergence_jax.bench.sample", "sampled tokens/s (temperature 1, KV cache) beside transformers generate(do_sample=True)"),
     "train": ("emergence_jax.bench.train", "finetuning train-step tokens/s on CPU beside a transformers/PyTorch step of the same config"),
 }
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    subparsers = parser.add_subparsers(dest="bench", metavar="NAME", required=True)
-    for name, (module_path, help_text) in BENCHES.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
-        sub.set_defaults(_bench_module=module_path)
-        importlib.import_module(module_path).add_arguments(sub)
+    names = "\n".join(f"  {name:<8} {help_text}" for name, (_, help_text) in BENCHES.items())
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = f"benchmarks:\n{names}\n\n`emergence-jax bench NAME --help` lists a benchmark's own flags."
+    parser.add_argument("name", choices=sorted(BENCHES), metavar="NAME", help="which benchmark to run (see below)")
+    parser.add_argument("options", nargs=argparse.REMAINDER, help="the benchmark's own flags")
 
 
 def run(args: argparse.Namespace) -> int:
-    return importlib.import_module(args._bench_module).run(args)
+    module_path, help_text = BENCHES[args.name]
+    module = importlib.import_module(module_path)
+    parser = argparse.ArgumentParser(prog=f"emergence-jax bench {args.name}", description=help_text)
+    module.add_arguments(parser)
+    return module.run(parser.parse_args(args.options))

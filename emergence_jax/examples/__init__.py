@@ -1,0 +1,1 @@
+"""Bundled example results records; see README.md in this folder for provenance and licences."""

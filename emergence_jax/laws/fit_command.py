@@ -1,0 +1,66 @@
+"""`emergence-jax fit`: fit the emergence law to results records and predict few-shot emergence."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+
+from emergence_jax.laws.options import add_law_arguments, add_sampler_arguments, add_sweep_arguments, load_sweep, sampler_settings
+
+DEFAULT_FILES = ["simulated_sweep.csv"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_sweep_arguments(parser, default_help="the bundled simulated sweep (emergence_jax/examples/simulated_sweep.csv)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fit.json, posterior.nc (ArviZ InferenceData), fit.png, cdf.png")
+    add_law_arguments(parser)
+    add_sampler_arguments(parser)
+    parser.add_argument("--bootstrap", type=int, default=0, metavar="N", help="also report bootstrap intervals from N resamplings of the rows (maximum likelihood; default 0 = off)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from emergence_jax.laws.bootstrap import bootstrap_fit
+    from emergence_jax.laws.fit import fit_emergence_law
+    from emergence_jax.laws.loss_scaling import fit_loss_scaling
+    from emergence_jax.laws.outputs import staged_output_dir, write_json
+    from emergence_jax.laws.plots import plot_cdf, plot_fit
+    from emergence_jax.laws.posterior import summarise
+
+    if not args.results:
+        print("No --results given: fitting the bundled simulated sweep (emergence_jax/examples/simulated_sweep.csv).", file=sys.stderr)
+    sweep, paths = load_sweep(args, DEFAULT_FILES)
+    sampler = sampler_settings(args)
+    print(f"Fitting {sweep.n_rows} rows ({'finetuning sweep' if sweep.finetuned else 'few-shot rows only'}), form={args.form}", file=sys.stderr)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        fit = fit_emergence_law(sweep, form=args.form, law=args.law, D0=args.D0, likelihood=args.likelihood, floor_shift=args.floor_shift, sampler=sampler)
+    for warning in caught:
+        if "NUTS diagnostics" in str(warning.message):
+            print(f"warning: {warning.message}", file=sys.stderr)
+
+    result = {"results": paths, "n_rows": sweep.n_rows, "chance": float(np.median(sweep.chance)), **fit.summary()}
+    if np.unique(sweep.params[np.isfinite(sweep.params)]).size >= 3:
+        scaling = fit_loss_scaling(sweep.params, sweep.loss)
+        params_needed = scaling.params_at(fit.E0_draws())
+        result["loss_scaling"] = {"irreducible": scaling.irreducible, "coefficient": scaling.coefficient, "exponent": scaling.exponent}
+        result["fewshot_emergence_params"] = {**summarise(params_needed[np.isfinite(params_needed)]), "fraction_unreachable": float(np.mean(~np.isfinite(params_needed)))}
+    if args.bootstrap:
+        boot = bootstrap_fit(sweep, fit.spec, resamples=args.bootstrap, seed=args.seed, progress=sampler.progress)
+        result["bootstrap"] = {"resamples": args.bootstrap, "fewshot_emergence_loss": boot["summary"]["E0"], "params": boot["summary"]}
+
+    with staged_output_dir(args.out) as staging:
+        write_json(staging / "fit.json", result)
+        fit.posterior.idata.to_netcdf(str(staging / "posterior.nc"))
+        plot_fit(fit, sweep, staging / "fit.png")
+        plot_cdf(fit, staging / "cdf.png")
+
+    E0 = result["fewshot_emergence_loss"]
+    print(f"form: {fit.spec.form} (PSIS-LOO)   law: {result['law']}   D0: {fit.spec.D0:g}")
+    print(f"few-shot emergence loss: {E0['median']:.4f} nats (90% interval {E0['q05']:.4f}-{E0['q95']:.4f}; MLE {E0['mle']:.4f})")
+    diagnostics = result["diagnostics"]
+    print(f"NUTS: {diagnostics['chains']} chains x {diagnostics['draws_per_chain']} draws, max R-hat {diagnostics['r_hat_max']:.3f}, min ESS {diagnostics['ess_min']:.0f}, divergences {diagnostics['divergences']}")
+    print(f"wrote {args.out}/fit.json, posterior.nc, fit.png, cdf.png")
+    return 0
