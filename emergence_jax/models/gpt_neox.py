@@ -16,6 +16,7 @@ from emergence_jax.models.config import GPTNeoXConfig
 from emergence_jax.models.layers import (
     Dense,
     Embed,
+    KeyStream,
     LayerCache,
     LayerNorm,
     activation,
@@ -27,9 +28,9 @@ from emergence_jax.sharding import constrain
 
 
 class GPTNeoXAttention(nnx.Module):
-    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, keys: KeyStream):
         d, h, hd = config.hidden_size, config.num_heads, config.head_dim
-        kw = dict(use_bias=config.attention_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=config.attention_bias, dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.query_key_value = Dense((d,), (h, 3, hd), ("embed", "heads", "qkv", "head_dim"), **kw)
         self.dense = Dense((h, hd), (d,), ("heads", "head_dim", "embed"), **kw)
 
@@ -45,9 +46,9 @@ class GPTNeoXAttention(nnx.Module):
 
 
 class GPTNeoXMLP(nnx.Module):
-    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, keys: KeyStream):
         d, f = config.hidden_size, config.intermediate_size
-        kw = dict(use_bias=True, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=True, dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.dense_h_to_4h = Dense((d,), (f,), ("embed", "mlp"), **kw)
         self.dense_4h_to_h = Dense((f,), (d,), ("mlp", "embed"), **kw)
         self.hidden_act = config.hidden_act
@@ -59,11 +60,11 @@ class GPTNeoXMLP(nnx.Module):
 
 
 class GPTNeoXLayer(nnx.Module):
-    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+    def __init__(self, config: GPTNeoXConfig, *, dtype, param_dtype, keys: KeyStream):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.use_parallel_residual = config.use_parallel_residual
-        self.input_layernorm = LayerNorm(config.hidden_size, config.layer_norm_eps, **kw)
-        self.post_attention_layernorm = LayerNorm(config.hidden_size, config.layer_norm_eps, **kw)
+        self.input_layernorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
+        self.post_attention_layernorm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.attention = GPTNeoXAttention(config, **kw)
         self.mlp = GPTNeoXMLP(config, **kw)
 
@@ -83,10 +84,11 @@ class GPTNeoX(CausalLM):
     def __init__(self, config: GPTNeoXConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = config
         self.dtype = dtype
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        keys = KeyStream(rngs.params())
+        kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.embed_in = Embed(config.vocab_size, config.hidden_size, **kw)
         self.layers = nnx.List([GPTNeoXLayer(config, **kw) for _ in range(config.num_layers)])
-        self.final_layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, **kw)
+        self.final_layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.embed_out = (
             None
             if config.tie_word_embeddings

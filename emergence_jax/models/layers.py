@@ -23,9 +23,26 @@ from emergence_jax.sharding import constrain
 Initializer = Callable[..., jax.Array]
 
 
-def param(rngs: nnx.Rngs, init: Initializer, shape: Sequence[int], dtype, names: Sequence[str | None]) -> nnx.Param:
+class KeyStream:
+    """Fresh PRNG keys folded from one key by a Python counter.
+
+    Modules below the top level take one of these instead of `nnx.Rngs`: drawing from `nnx.Rngs`
+    updates NNX state on every draw, which made tracing a 70B model's construction (for its
+    abstract shapes) take tens of seconds.
+    """
+
+    def __init__(self, key: jax.Array):
+        self.key = key
+        self.count = 0
+
+    def __call__(self) -> jax.Array:
+        self.count += 1
+        return jax.random.fold_in(self.key, self.count)
+
+
+def param(key: jax.Array | None, init: Initializer, shape: Sequence[int], dtype, names: Sequence[str | None]) -> nnx.Param:
     """A parameter with logical axis `names`, not placed on any mesh yet."""
-    return nnx.Param(init(rngs.params(), tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=False)
+    return nnx.Param(init(key, tuple(shape), dtype), out_sharding=tuple(names), eager_sharding=False)
 
 
 def _gelu_exact(x: jax.Array) -> jax.Array:
@@ -71,14 +88,14 @@ class Dense(nnx.Module):
         dtype=jnp.float32,
         param_dtype=jnp.float32,
         init_std: float = 0.02,
-        rngs: nnx.Rngs,
+        keys: KeyStream,
     ):
         in_shape, out_shape = tuple(in_shape), tuple(out_shape)
         self.n_in = len(in_shape)
         self.dtype = dtype
-        self.kernel = param(rngs, nnx.initializers.normal(init_std), in_shape + out_shape, param_dtype, names)
+        self.kernel = param(keys(), nnx.initializers.normal(init_std), in_shape + out_shape, param_dtype, names)
         self.bias = (
-            param(rngs, nnx.initializers.zeros, out_shape, param_dtype, names[self.n_in :]) if use_bias else None
+            param(keys(), nnx.initializers.zeros, out_shape, param_dtype, names[self.n_in :]) if use_bias else None
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
@@ -91,9 +108,9 @@ class Dense(nnx.Module):
 class Embed(nnx.Module):
     """Token embedding table `[vocab, embed]`; `attend` is the tied output projection."""
 
-    def __init__(self, vocab_size: int, features: int, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, vocab_size: int, features: int, *, dtype=jnp.float32, param_dtype=jnp.float32, keys: KeyStream):
         self.dtype = dtype
-        self.embedding = param(rngs, nnx.initializers.normal(0.02), (vocab_size, features), param_dtype, ("vocab", "embed"))
+        self.embedding = param(keys(), nnx.initializers.normal(0.02), (vocab_size, features), param_dtype, ("vocab", "embed"))
 
     def __call__(self, ids: jax.Array) -> jax.Array:
         return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
@@ -105,10 +122,10 @@ class Embed(nnx.Module):
 class RMSNorm(nnx.Module):
     """LLaMA's RMSNorm: normalise in float32, cast to the compute dtype, then scale (as transformers)."""
 
-    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32):
         self.eps = eps
         self.dtype = dtype
-        self.scale = param(rngs, nnx.initializers.ones, (features,), param_dtype, ("norm",))
+        self.scale = param(None, nnx.initializers.ones, (features,), param_dtype, ("norm",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)
@@ -119,11 +136,11 @@ class RMSNorm(nnx.Module):
 class LayerNorm(nnx.Module):
     """LayerNorm with scale and bias, computed in float32."""
 
-    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, features: int, eps: float, *, dtype=jnp.float32, param_dtype=jnp.float32):
         self.eps = eps
         self.dtype = dtype
-        self.scale = param(rngs, nnx.initializers.ones, (features,), param_dtype, ("norm",))
-        self.bias = param(rngs, nnx.initializers.zeros, (features,), param_dtype, ("norm",))
+        self.scale = param(None, nnx.initializers.ones, (features,), param_dtype, ("norm",))
+        self.bias = param(None, nnx.initializers.zeros, (features,), param_dtype, ("norm",))
 
     def __call__(self, x: jax.Array) -> jax.Array:
         x32 = x.astype(jnp.float32)

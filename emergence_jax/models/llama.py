@@ -15,6 +15,7 @@ from emergence_jax.models.config import LlamaConfig
 from emergence_jax.models.layers import (
     Dense,
     Embed,
+    KeyStream,
     LayerCache,
     RMSNorm,
     activation,
@@ -26,9 +27,9 @@ from emergence_jax.sharding import constrain
 
 
 class LlamaAttention(nnx.Module):
-    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, keys: KeyStream):
         d, h, kv, hd = config.hidden_size, config.num_heads, config.kv_heads, config.head_dim
-        kw = dict(use_bias=config.attention_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=config.attention_bias, dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.q_proj = Dense((d,), (h, hd), ("embed", "heads", "head_dim"), **kw)
         self.k_proj = Dense((d,), (kv, hd), ("embed", "kv_heads", "head_dim"), **kw)
         self.v_proj = Dense((d,), (kv, hd), ("embed", "kv_heads", "head_dim"), **kw)
@@ -46,9 +47,9 @@ class LlamaAttention(nnx.Module):
 
 
 class LlamaMLP(nnx.Module):
-    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
+    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, keys: KeyStream):
         d, f = config.hidden_size, config.intermediate_size
-        kw = dict(use_bias=config.mlp_bias, dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        kw = dict(use_bias=config.mlp_bias, dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.gate_proj = Dense((d,), (f,), ("embed", "mlp"), **kw)
         self.up_proj = Dense((d,), (f,), ("embed", "mlp"), **kw)
         self.down_proj = Dense((f,), (d,), ("mlp", "embed"), **kw)
@@ -61,11 +62,11 @@ class LlamaMLP(nnx.Module):
 
 
 class LlamaDecoderLayer(nnx.Module):
-    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, rngs: nnx.Rngs):
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
-        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
+    def __init__(self, config: LlamaConfig, *, dtype, param_dtype, keys: KeyStream):
+        kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
+        self.input_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.self_attn = LlamaAttention(config, **kw)
-        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
+        self.post_attention_layernorm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.mlp = LlamaMLP(config, **kw)
 
     def __call__(self, x, cos, sin, mask, layer_cache, index):
@@ -81,10 +82,11 @@ class Llama(CausalLM):
     def __init__(self, config: LlamaConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
         self.config = config
         self.dtype = dtype
-        kw = dict(dtype=dtype, param_dtype=param_dtype, rngs=rngs)
+        keys = KeyStream(rngs.params())
+        kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.embed_tokens = Embed(config.vocab_size, config.hidden_size, **kw)
         self.layers = nnx.List([LlamaDecoderLayer(config, **kw) for _ in range(config.num_layers)])
-        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, **kw)
+        self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.lm_head = (
             None
             if config.tie_word_embeddings
