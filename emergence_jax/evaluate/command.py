@@ -65,7 +65,7 @@ def metric_rows(base: dict, metrics: dict[str, float], *, headline: str, extras:
 
 def run(args: argparse.Namespace) -> int:
     from emergence_jax.data import tasks
-    from emergence_jax.evaluate.loading import load_model_for_evaluation
+    from emergence_jax.evaluate.loading import check_model_folder, load_model_for_evaluation
     from emergence_jax.records import append_records
 
     if args.task not in tasks.TASKS:
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".jsonl"):
         raise UserError(f"--out {out}: results are written as .csv or .jsonl; pick one of those suffixes")
+    check_model_folder(args.model)
     pretrain_loss, loss_corpus = read_pretrain_loss(args.pretrain_loss)
     split = spec.eval_split if args.split is None else args.split
     prompts = tasks.eval_prompts(args.task, data_dir=args.data_dir, split=split, shots=shots, seed=args.seed, limit=args.limit)

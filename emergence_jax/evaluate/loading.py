@@ -22,6 +22,17 @@ class LoadedModel:
     model_id: str
 
 
+def check_model_folder(path: str | Path) -> Path:
+    """`path` as a folder holding `config.json`, or a `UserError` saying what is missing (cheap:
+    run it before reading data so a typo in `--model` fails first)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise UserError(f"--model {folder}: no such checkpoint folder; pass a folder with config.json and *.safetensors")
+    if not (folder / "config.json").is_file():
+        raise UserError(f"--model {folder}: config.json not found; pass a Hugging Face checkpoint folder")
+    return folder
+
+
 def load_model_for_evaluation(path: str | Path, *, compute_dtype: str = "float32") -> LoadedModel:
     """Read `path` (HF `config.json`, safetensors weights, tokenizer files) into a `LoadedModel`.
 
@@ -32,11 +43,7 @@ def load_model_for_evaluation(path: str | Path, *, compute_dtype: str = "float32
     from emergence_jax.checkpoints.hf import load_hf_model
     from emergence_jax.checkpoints.tokenizer import load_tokenizer
 
-    folder = Path(path)
-    if not folder.is_dir():
-        raise UserError(f"--model {folder}: no such checkpoint folder; pass a folder with config.json and *.safetensors")
-    if not (folder / "config.json").is_file():
-        raise UserError(f"--model {folder}: config.json not found; pass a Hugging Face checkpoint folder")
+    folder = check_model_folder(path)
     model = load_hf_model(folder, dtype=getattr(jnp, compute_dtype))
     config = model.config
     tokenizer = load_tokenizer(folder)

@@ -46,12 +46,13 @@ def write_json_atomically(path: Path, payload: dict) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from emergence_jax.data.corpus import load_pretrain_corpus
-    from emergence_jax.evaluate.loading import load_model_for_evaluation
+    from emergence_jax.evaluate.loading import check_model_folder, load_model_for_evaluation
     from emergence_jax.evaluate.pretrain_loss import pretrain_loss
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise UserError(f"--out {out}: the pretraining loss is written as JSON; use a .json file name")
+    check_model_folder(args.model)
     loaded = load_model_for_evaluation(args.model, compute_dtype=args.compute_dtype)
     sequence_length = min(args.sequence_length, loaded.max_length + 1)
     corpus = load_pretrain_corpus(
