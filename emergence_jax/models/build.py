@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import math
 
 import jax
@@ -45,10 +46,9 @@ def build_model(
     graphdef, abstract_state = nnx.split(abstract_model(config, dtype=dtype, param_dtype=param_dtype))
     shardings = param_shardings(abstract_state, mesh, rules)
 
-    @jax.jit
+    @functools.partial(jax.jit, out_shardings=shardings)
     def init():
-        state = nnx.state(_construct(config, dtype, param_dtype, seed))
-        return jax.lax.with_sharding_constraint(state, shardings)
+        return nnx.state(_construct(config, dtype, param_dtype, seed))
 
     return nnx.merge(graphdef, init())
 
