@@ -28,8 +28,7 @@ def param_dict(state):
     return {"/".join(map(str, path)): np.asarray(value) for path, value in nnx.to_flat_state(state)}
 
 
-@pytest.fixture(scope="module")
-def trained():
+def train_adapters():
     model = Llama(CONFIG, rngs=nnx.Rngs(0))
     base_before = param_dict(nnx.state(model, nnx.Param))
     add_lora(model, LoraConfig(enabled=True, rank=4, alpha=8.0, targets=("q_proj", "mlp/down_proj")), nnx.Rngs(1))
@@ -44,8 +43,9 @@ def trained():
     return training, base_before, losses
 
 
-def test_only_adapter_parameters_train(trained):
-    training, base_before, losses = trained
+def test_only_adapters_train_and_merging_reproduces_the_adapted_model():
+    """One training run checked twice (kept in one test so parallel workers do not repeat it)."""
+    training, base_before, losses = train_adapters()
     adapters = param_dict(training.state["params"])
     assert len(adapters) == 2 * 2 * 2  # layers x targets x (A, B)
     assert all(name.rsplit("/", 1)[-1] in ("lora_a", "lora_b") for name in adapters)
@@ -56,9 +56,6 @@ def test_only_adapter_parameters_train(trained):
         np.testing.assert_array_equal(value, base_before[name], err_msg=name)
     assert losses[-1] < losses[0]
 
-
-def test_merged_model_equals_adapted_model(trained):
-    training, base_before, _ = trained
     model = training.model()
     ids = jnp.asarray(batch(seed=3)["input_ids"][0])
     adapted = np.asarray(model(ids))
