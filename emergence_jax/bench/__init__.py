@@ -13,6 +13,7 @@ import importlib
 BENCHES: dict[str, tuple[str, str]] = {
     "eval": ("emergence_jax.bench.eval", "multiple-choice scoring tokens/s on CPU, beside transformers/PyTorch"),
     "fit": ("emergence_jax.bench.fit", "maximum likelihood and NUTS on 200 rows, beside scipy.optimize.curve_fit"),
+    "model": ("emergence_jax.bench.model", "LLaMA ~100M forward and batched greedy-decode tokens/s beside transformers/PyTorch"),
     "sample": ("emergence_jax.bench.sample", "sampled tokens/s (temperature 1, KV cache) beside transformers generate(do_sample=True)"),
     "train": ("emergence_jax.bench.train", "finetuning train-step tokens/s on CPU beside a transformers/PyTorch step of the same config"),
 }
