@@ -131,11 +131,18 @@ def _logical_names(variable: Any) -> tuple[str | None, ...] | None:
     return metadata.get("out_sharding")
 
 
-def param_shardings(state: Any, mesh: Mesh, rules: Rules = DEFAULT_RULES) -> Any:
-    """`NamedSharding` for every variable of an NNX state (or abstract state), from its logical names."""
+def param_shardings(state: Any, mesh: Mesh | None, rules: Rules = DEFAULT_RULES) -> Any:
+    """`NamedSharding` for every variable of an NNX state (or abstract state), from its logical names.
+
+    Without a mesh, every variable gets the default device.
+    """
     from flax import nnx
 
+    device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
+
     def one(variable):
+        if mesh is None:
+            return variable.replace(device)
         spec = logical_to_spec(_logical_names(variable), variable.shape, mesh, rules)
         return variable.replace(NamedSharding(mesh, spec))
 

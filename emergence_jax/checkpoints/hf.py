@@ -190,11 +190,7 @@ def load_hf_model(
     files = _weight_files(root)
     model = abstract_model(config, dtype=dtype, param_dtype=param_dtype)
     graphdef, state = nnx.split(model)
-    if mesh is not None:
-        shardings = param_shardings(state, mesh, rules)
-    else:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        shardings = jax.tree.map(lambda v: v.replace(device), state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    shardings = param_shardings(state, mesh, rules)
     flat = dict(nnx.to_flat_state(state))
     flat_shardings = dict(nnx.to_flat_state(shardings))
 

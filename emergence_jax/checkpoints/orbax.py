@@ -63,11 +63,7 @@ def restore_params(
         raise UserError(f"{root}: not a parameter checkpoint (needs {CONFIG_FILE} and {PARAMS_DIR}/ from save_params)")
     config = config_from_hf(json.loads(config_path.read_text()), str(config_path))
     graphdef, state = nnx.split(abstract_model(config, dtype=dtype, param_dtype=param_dtype))
-    if mesh is None:
-        device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
-        shardings = jax.tree.map(lambda v: v.replace(device), state, is_leaf=lambda x: isinstance(x, nnx.Variable))
-    else:
-        shardings = param_shardings(state, mesh, rules)
+    shardings = param_shardings(state, mesh, rules)
     target = jax.tree.map(
         lambda v, s: jax.ShapeDtypeStruct(v.shape, v.dtype, sharding=s),
         nnx.to_pure_dict(state),
