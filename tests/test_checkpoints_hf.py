@@ -139,8 +139,41 @@ def test_folder_without_config(tmp_path):
         load_hf_model(tmp_path / "absent", progress=False)
 
 
-def test_pytorch_bin_is_refused_without_unpickling(llama_folder):
+def test_pytorch_bin_is_read_with_weights_only(tmp_path):
+    hf_model = tiny_hf_checkpoint(tmp_path, "gpt_neox", seed=15)
+    # The same tensors under the same on-disk names, as an older save_pretrained wrote them.
+    tensors = {name: torch.from_numpy(value).to(torch.bfloat16 if "mlp" in name else torch.float32)
+               for name, value in load_file(tmp_path / "model.safetensors").items()}
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(tensors, tmp_path / "pytorch_model.bin")
+    model = load_hf_model(tmp_path, progress=False)
+    with torch.no_grad():
+        for name, param in hf_model.named_parameters():
+            if "mlp" in name:
+                param.copy_(param.to(torch.bfloat16).float())
+    np.testing.assert_allclose(np.asarray(model(jnp.asarray(IDS))), _torch_logits(hf_model), atol=1e-4)
+
+
+class _RunsCode:
+    """Unpickling this calls open(path, "w"): the file appearing would mean code ran."""
+
+    def __init__(self, path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def test_pytorch_bin_with_code_is_refused_without_running_it(llama_folder):
     (llama_folder / "model.safetensors").unlink()
-    (llama_folder / "pytorch_model.bin").write_bytes(b"a pickle that must never be loaded")
-    with pytest.raises(UserError, match=r"PyTorch \.bin weights, which are not read"):
+    marker = llama_folder / "code_ran"
+    torch.save({"model.norm.weight": _RunsCode(marker)}, llama_folder / "pytorch_model.bin")
+    with pytest.raises(UserError, match=r"refused by torch\.load\(weights_only=True\)"):
+        load_hf_model(llama_folder, progress=False)
+    assert not marker.exists()
+
+
+def test_folder_without_weights(llama_folder):
+    (llama_folder / "model.safetensors").unlink()
+    with pytest.raises(UserError, match="no model.safetensors"):
         load_hf_model(llama_folder, progress=False)

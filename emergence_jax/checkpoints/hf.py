@@ -14,7 +14,9 @@ transpose plus a reshape (this also maps GPT-NeoX's per-head `(q, k, v)` row lay
 `[embed, heads, 3, head_dim]` kernel).
 
 Local paths and any `etils.epath` path (e.g. `gs://`) are accepted; remote shard files are copied
-to a temporary local file one at a time before reading.
+to a temporary local file one at a time before reading. A folder with only PyTorch weights
+(`pytorch_model.bin`, sharded or not, as Pythia's intermediate checkpoints are) is read with
+`torch.load(weights_only=True)`, which refuses anything but tensors; it is never plainly unpickled.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import contextlib
 import json
 import math
 import os
+import pickle
 import re
 import shutil
 import tempfile
@@ -33,6 +36,7 @@ import jax
 import jax.numpy as jnp
 import ml_dtypes
 import numpy as np
+import safetensors
 from etils import epath
 from flax import nnx
 from safetensors import safe_open
@@ -49,6 +53,8 @@ from emergence_jax.sharding import DEFAULT_RULES, Rules, param_shardings
 CONFIG_FILE = "config.json"
 SINGLE_FILE = "model.safetensors"
 INDEX_FILE = "model.safetensors.index.json"
+TORCH_SINGLE_FILE = "pytorch_model.bin"
+TORCH_INDEX_FILE = "pytorch_model.bin.index.json"
 
 # Our top-level module -> transformers' prefix, per architecture; the leaf names map as in _LEAF.
 _PREFIX: dict[type, dict[str, str]] = {
@@ -132,25 +138,93 @@ def read_hf_config(folder: str | os.PathLike) -> ModelConfig:
     return config_from_hf(hf, str(path))
 
 
-def _weight_files(root: epath.Path) -> dict[str, str]:
-    """tensor name -> file name, from the index or the single file's header."""
-    index = root / INDEX_FILE
-    if index.exists():
+def _weight_files(root: epath.Path) -> tuple[dict[str, str], str]:
+    """(tensor name -> file name, "safetensors" or "torch"), from an index or the single file."""
+    for index_name, single_name, kind in (
+        (INDEX_FILE, SINGLE_FILE, "safetensors"),
+        (TORCH_INDEX_FILE, TORCH_SINGLE_FILE, "torch"),
+    ):
+        index = root / index_name
+        if index.exists():
+            try:
+                return dict(json.loads(index.read_text())["weight_map"]), kind
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(f"{index}: not a weights index (needs a 'weight_map' object)") from None
+        single = root / single_name
+        if single.exists():
+            with _local(single) as local, _open_weights(local, kind, single_name) as reader:
+                return {name: single_name for name in reader.keys()}, kind
+    raise UserError(f"{root}: no {SINGLE_FILE} or {INDEX_FILE} (nor {TORCH_SINGLE_FILE}); not a Hugging Face checkpoint folder")
+
+
+class _SafetensorsReader:
+    def __init__(self, handle):
+        self._handle = handle
+
+    def keys(self):
+        return self._handle.keys()
+
+    def shape_dtype(self, name: str) -> tuple[tuple[int, ...], str]:
+        view = self._handle.get_slice(name)
+        return tuple(view.get_shape()), view.get_dtype()
+
+    def get(self, name: str) -> np.ndarray:
+        return self._handle.get_tensor(name)
+
+
+class _TorchReader:
+    """A PyTorch state dict read with `torch.load(weights_only=True)`: no arbitrary unpickling."""
+
+    _DTYPES = {"float32": "F32", "float16": "F16", "bfloat16": "BF16", "float64": "F64"}
+
+    def __init__(self, tensors: dict):
+        self._tensors = tensors
+
+    def keys(self):
+        return self._tensors.keys()
+
+    def shape_dtype(self, name: str) -> tuple[tuple[int, ...], str]:
+        tensor = self._tensors[name]
+        dtype = str(tensor.dtype).removeprefix("torch.")
+        return tuple(tensor.shape), self._DTYPES.get(dtype, dtype)
+
+    def get(self, name: str) -> np.ndarray:
+        import torch
+
+        tensor = self._tensors[name].contiguous()
+        if tensor.dtype == torch.bfloat16:
+            return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return tensor.numpy()
+
+
+@contextlib.contextmanager
+def _open_weights(local: str, kind: str, file_name: str) -> Iterator[_SafetensorsReader | _TorchReader]:
+    if kind == "safetensors":
         try:
-            weight_map = json.loads(index.read_text())["weight_map"]
-        except (json.JSONDecodeError, KeyError):
-            raise UserError(f"{index}: not a safetensors index (needs a 'weight_map' object)") from None
-        return dict(weight_map)
-    single = root / SINGLE_FILE
-    if single.exists():
-        with _local(single) as local, safe_open(local, framework="np") as f:
-            return {name: SINGLE_FILE for name in f.keys()}
-    if any((root / name).exists() for name in ("pytorch_model.bin", "pytorch_model.bin.index.json")):
+            with safe_open(local, framework="np") as handle:
+                yield _SafetensorsReader(handle)
+        except safetensors.SafetensorError as err:
+            raise UserError(f"{file_name}: not a readable safetensors file ({err})") from None
+        return
+    try:
+        import torch
+    except ImportError:
         raise UserError(
-            f"{root}: holds PyTorch .bin weights, which are not read (unpickling can run code); convert them once "
-            "with transformers: AutoModelForCausalLM.from_pretrained(folder).save_pretrained(out, safe_serialization=True)"
-        )
-    raise UserError(f"{root}: no {SINGLE_FILE} or {INDEX_FILE}")
+            f"{file_name}: PyTorch .bin weights need torch to read (pip install torch), or convert the folder to safetensors"
+        ) from None
+    try:
+        try:
+            tensors = torch.load(local, map_location="cpu", weights_only=True, mmap=True)
+        except RuntimeError:  # the legacy (non-zip) format cannot be memory-mapped
+            tensors = torch.load(local, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first_line = str(err).strip().splitlines()[0]
+        raise UserError(
+            f"{file_name}: refused by torch.load(weights_only=True), which loads only tensors ({first_line})"
+        ) from None
+    if not isinstance(tensors, dict):
+        raise UserError(f"{file_name}: holds a {type(tensors).__name__}, not a state dict of tensors")
+    yield _TorchReader(tensors)
 
 
 @contextlib.contextmanager
@@ -187,7 +261,7 @@ def load_hf_model(
     """
     root = epath.Path(folder)
     config = read_hf_config(root)
-    files = _weight_files(root)
+    files, kind = _weight_files(root)
     model = abstract_model(config, dtype=dtype, param_dtype=param_dtype)
     graphdef, state = nnx.split(model)
     shardings = param_shardings(state, mesh, rules)
@@ -215,12 +289,12 @@ def load_hf_model(
         by_file.setdefault(files[name], []).append(name)
     bar = tqdm(total=len(wanted), desc=f"loading {root.name}", unit="tensor", disable=not progress)
     for file_name, names in sorted(by_file.items()):
-        with _local(root / file_name) as local, safe_open(local, framework="np") as f:
+        with _local(root / file_name) as local, _open_weights(local, kind, file_name) as reader:
             for name in sorted(names):
                 path = wanted[name]
                 variable = flat[path]
                 layout = hf_layout(model, path)
-                value = _read_tensor(f, name, file_name, _hf_shape(variable.shape, layout))
+                value = _read_tensor(reader, name, file_name, _hf_shape(variable.shape, layout))
                 value = from_hf_layout(value, layout, variable.shape).astype(variable.dtype)
                 flat[path] = variable.replace(_place(value, flat_shardings[path].get_value()))
                 bar.update()
@@ -228,14 +302,13 @@ def load_hf_model(
     return nnx.merge(graphdef, nnx.from_flat_state(flat))
 
 
-def _read_tensor(f, name: str, file_name: str, expected_shape: tuple[int, ...]) -> np.ndarray:
-    view = f.get_slice(name)
-    shape, dtype = tuple(view.get_shape()), view.get_dtype()
+def _read_tensor(reader, name: str, file_name: str, expected_shape: tuple[int, ...]) -> np.ndarray:
+    shape, dtype = reader.shape_dtype(name)
     if shape != tuple(expected_shape):
         raise UserError(f"{file_name}: tensor {name!r} has shape {list(shape)}, config.json implies {list(expected_shape)}")
     if dtype not in _FLOAT_DTYPES:
         raise UserError(f"{file_name}: tensor {name!r} has dtype {dtype}; model weights must be floating point (F16, BF16, F32)")
-    return f.get_tensor(name)
+    return reader.get(name)
 
 
 # --------------------------------------------------------------------------------------------

@@ -35,6 +35,7 @@ Generation (`emergence_jax.models.sampling`):
 
 Checkpoints (`emergence_jax.checkpoints`):
     load_hf_model(folder, *, dtype, param_dtype, mesh=None, rules, progress) -> CausalLM
+      (safetensors, single or indexed; PyTorch .bin only via torch.load(weights_only=True))
     save_hf_model(model, folder, *, dtype=None, max_shard_bytes) -> None  (transformers loads it)
     read_hf_config(folder) -> ModelConfig
   `emergence_jax.checkpoints.orbax`: save_params(model, dir), restore_params(dir, *, dtype,
