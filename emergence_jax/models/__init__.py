@@ -24,6 +24,9 @@ build_model(config, *, dtype, param_dtype, seed, mesh=None, rules) -> CausalLM
     random init (normal(0.02)), created directly in its shardings when a mesh is given.
 abstract_model(config, *, dtype, param_dtype) -> CausalLM with ShapeDtypeStruct params (no memory).
 count_params(config) -> int
+Presets (`emergence_jax.models.presets`): PRESETS / preset(name) for open_llama_{3b,7b,13b},
+  open_llama_{3b,7b}_v2, llama2_{7b,13b,70b}, pythia_{70m,160m,410m,1b,1.4b,2.8b,6.9b,12b};
+  PUBLISHED_PARAMS gives each one's published size.
 init_cache(config, batch, max_length, dtype) -> KVCache (for incremental decoding)
 
 Generation (`emergence_jax.models.sampling`):
