@@ -15,8 +15,8 @@ m = max(0.5, Lmax − Lmin) nats; the box of each uniform prior is `laws.mle.par
 - floor_shift Δ (accuracy)                ~ Normal(0, 0.05)
 - concentration φ                         ~ LogNormal(log 300, 1.5)
 
-NUTS runs several chains started from jittered maximum-likelihood values, and reports split R-hat,
-bulk effective sample size and divergences, warning when they are bad.
+NUTS runs several chains (vectorised) started from jittered maximum-likelihood values, and reports
+split R-hat, bulk effective sample size and divergences, warning when they are bad.
 """
 
 from __future__ import annotations
@@ -53,13 +53,15 @@ class PosteriorFit:
         return {name: self.flat(name) for name in self.samples}
 
 
-def _numpyro_model(loss, train_examples, chance, n_eval, correct, *, spec: LawSpec, names: tuple, bounds: dict, margin: float):
+def _numpyro_model(loss, train_examples, chance, n_eval, correct, E0_low, E0_high, margin, *, spec: LawSpec, names: tuple):
+    """The model as a plain function. Data-dependent prior settings (E0's box, the loss margin)
+    are arguments, not constants, so one compiled sampler serves every sweep of the same shape."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
 
     priors = {
-        "E0": lambda: dist.Uniform(*bounds["E0"]),
+        "E0": lambda: dist.Uniform(E0_low, E0_high),
         "shift": lambda: dist.HalfNormal(margin),
         "alpha": lambda: dist.LogNormal(0.0 if spec.law == "log_power" else float(np.log(0.3)), 0.75),
         "amplitude": lambda: dist.LogNormal(float(np.log(2.0)), 1.5),
@@ -77,6 +79,133 @@ def _numpyro_model(loss, train_examples, chance, n_eval, correct, *, spec: LawSp
             numpyro.sample("obs", dist.BetaBinomial(p * phi, (1 - p) * phi, total_count=n_eval), obs=correct)
 
 
+class NUTSSampler:
+    """NUTS for one spec, compiled once and reused for every sweep with the same number of rows
+    (backtests, ablations and calibration studies fit many such sweeps).
+
+    Built on NumPyro's functional `hmc` kernel: chains are vmapped, and warmup plus sampling run
+    as jit-compiled scans of `chunk` iterations, so a progress bar can advance between chunks
+    while nothing is recompiled from one sweep to the next.
+    """
+
+    def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000, progress: bool = True, chunk: int = 100):
+        import functools
+
+        self.spec, self.chains, self.warmup, self.samples = spec, chains, warmup, samples
+        self.names = parameter_names(spec, finetuned)
+        self.finetuned = finetuned
+        self.progress, self.chunk = progress, chunk
+        self._model = functools.partial(_numpyro_model, spec=spec, names=self.names)
+        self._compiled = None
+
+    def _compile(self, data: tuple):
+        import jax
+        from numpyro.infer.hmc import hmc
+        from numpyro.infer.util import initialize_model
+
+        _, potential_fn_gen, postprocess_fn_gen, _ = initialize_model(jax.random.PRNGKey(0), self._model, dynamic_args=True, model_args=data)
+        init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+        def init_chain(z, rng_key, data):
+            return init_kernel(z, self.warmup, dense_mass=True, target_accept_prob=0.9, model_args=data, rng_key=rng_key)
+
+        def advance(state, data, length):
+            def step(state, _):
+                state = sample_kernel(state, model_args=data)
+                return state, (state.z, state.diverging)
+
+            return jax.lax.scan(step, state, None, length=length)
+
+        constrain = lambda z, data: postprocess_fn_gen(*data)(z)
+        self._compiled = (
+            jax.jit(jax.vmap(init_chain, in_axes=(0, 0, None))),
+            jax.jit(jax.vmap(advance, in_axes=(0, None, None)), static_argnums=2),
+            jax.jit(jax.vmap(jax.vmap(constrain, in_axes=(0, None)), in_axes=(0, None))),
+        )
+
+    def _init_params(self, data: tuple, mle: MLEResult, bounds: dict, seed: int):
+        """Per-chain starts near the MLE, in unconstrained space. Small jitter: a sharp elbow's
+        likelihood has one mode per gap between checkpoints, so chains start inside the
+        maximum-likelihood gap (E0 within about ±0.001 nats)."""
+        import jax
+        import jax.numpy as jnp
+        from numpyro.infer.util import unconstrain_fn
+
+        rng = np.random.default_rng(seed)
+        init = []
+        for _ in range(self.chains):
+            start = {}
+            for name in self.names:
+                low, high = bounds[name]
+                if name == "E0":
+                    value = mle.params[name] + 0.001 * rng.standard_normal()
+                elif name in ("amplitude", "concentration", "alpha", "shift"):
+                    value = mle.params[name] * float(np.exp(0.02 * rng.standard_normal()))
+                else:
+                    value = mle.params[name] + 0.01 * (high - low) * rng.standard_normal()
+                pad = 1e-4 * (high - low)
+                start[name] = jnp.float32(np.clip(value, low + pad, high - pad))
+            init.append(unconstrain_fn(self._model, data, {}, start))
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *init)
+
+    def run(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None) -> PosteriorFit:
+        """Sample the posterior of the law's parameters given `sweep`."""
+        import arviz as az
+        import jax
+        import jax.numpy as jnp
+        from tqdm.auto import tqdm
+
+        from emergence_jax.laws.mle import log_likelihood_rows
+
+        if sweep.finetuned != self.finetuned:
+            raise ValueError("this sampler was built for a sweep " + ("with" if self.finetuned else "without") + " finetuned rows")
+        mle = mle or fit_mle(sweep, self.spec, seed=seed)
+        bounds = parameter_bounds(sweep, self.spec)
+        margin = max(0.5, float(sweep.loss.max() - sweep.loss.min()))
+        arrays = (sweep.loss, sweep.train_examples, sweep.chance, sweep.n_eval, sweep.correct)
+        data = tuple(jnp.asarray(a, dtype=jnp.float32) for a in arrays) + tuple(jnp.float32(v) for v in (*bounds["E0"], margin))
+        if self._compiled is None:
+            self._compile(data)
+        init, advance, constrain = self._compiled
+
+        state = init(self._init_params(data, mle, bounds, seed), jax.random.split(jax.random.PRNGKey(seed), self.chains), data)
+        total = self.warmup + self.samples
+        kept_z, kept_divergent = [], []
+        with tqdm(total=total, desc=f"NUTS {self.spec.form} ({self.chains} chains)", disable=not self.progress, leave=False) as bar:
+            done = 0
+            while done < total:
+                length = min(self.chunk, total - done)
+                state, (z, divergent) = advance(state, data, length)
+                keep = min(length, max(0, done + length - self.warmup))
+                if keep:
+                    kept_z.append(jax.tree.map(lambda a: a[:, length - keep :], z))
+                    kept_divergent.append(np.asarray(divergent)[:, length - keep :])
+                done += length
+                bar.update(length)
+        z = jax.tree.map(lambda *parts: jnp.concatenate(parts, axis=1), *kept_z)
+        constrained = constrain(z, data)
+        posterior = {name: np.asarray(constrained[name], dtype=float) for name in self.names}
+        divergences = int(np.concatenate(kept_divergent, axis=1).sum())
+
+        flat = {name: value.reshape(-1, 1) for name, value in posterior.items()}
+        log_lik = log_likelihood_rows(flat, sweep, self.spec).reshape(self.chains, self.samples, sweep.n_rows)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            idata = az.from_dict(posterior=posterior, log_likelihood={"obs": log_lik}, observed_data={"obs": sweep.correct}, sample_stats={"diverging": np.concatenate(kept_divergent, axis=1)})
+            summary = az.summary(idata, var_names=list(self.names), kind="diagnostics")
+        diagnostics = {
+            "r_hat_max": float(summary["r_hat"].max()),
+            "ess_min": float(summary["ess_bulk"].min()),
+            "divergences": divergences,
+            "chains": self.chains,
+            "draws_per_chain": self.samples,
+        }
+        problems = diagnostics_problems(diagnostics)
+        if problems:
+            warnings.warn(f"NUTS diagnostics look bad for the {self.spec.form} form: " + "; ".join(problems) + ". Treat the posterior with care (more warmup/samples, or another form).", stacklevel=2)
+        return PosteriorFit(spec=self.spec, samples=posterior, mle=mle, diagnostics=diagnostics, idata=idata)
+
+
 def fit_posterior(
     sweep: Sweep,
     spec: LawSpec,
@@ -87,74 +216,10 @@ def fit_posterior(
     seed: int = 0,
     progress: bool = True,
     mle: MLEResult | None = None,
-    chain_method: str = "auto",
 ) -> PosteriorFit:
-    """Sample the posterior of the law's parameters given the sweep.
-
-    chain_method: numpyro's ``sequential``, ``vectorized`` or ``parallel``; ``auto`` runs chains in
-    parallel when there is a device per chain, else vectorised on one device.
-    """
-    import arviz as az
-    import jax
-    import jax.numpy as jnp
-    from numpyro.infer import MCMC, NUTS
-    from numpyro.infer.util import unconstrain_fn
-
-    mle = mle or fit_mle(sweep, spec, seed=seed)
-    names = parameter_names(spec, sweep.finetuned)
-    bounds = parameter_bounds(sweep, spec)
-    margin = max(0.5, float(sweep.loss.max() - sweep.loss.min()))
-    model_kwargs = dict(spec=spec, names=names, bounds=bounds, margin=margin)
-    data = tuple(jnp.asarray(a, dtype=jnp.float32) for a in (sweep.loss, sweep.train_examples, sweep.chance, sweep.n_eval, sweep.correct))
-
-    rng = np.random.default_rng(seed)
-    init = []
-    for _ in range(chains):
-        start = {}
-        for name in names:
-            low, high = bounds[name]
-            # Small jitter: a sharp elbow's likelihood has one mode per gap between checkpoints,
-            # so chains start inside the maximum-likelihood gap (E0 within ±0.001 nats).
-            if name == "E0":
-                value = mle.params[name] + 0.001 * rng.standard_normal()
-            elif name in ("amplitude", "concentration", "alpha", "shift"):
-                value = mle.params[name] * float(np.exp(0.02 * rng.standard_normal()))
-            else:
-                value = mle.params[name] + 0.01 * (high - low) * rng.standard_normal()
-            pad = 1e-4 * (high - low)
-            start[name] = jnp.float32(np.clip(value, low + pad, high - pad))
-        init.append(unconstrain_fn(_numpyro_model, data, model_kwargs, start))
-    init_params = jax.tree.map(lambda *xs: jnp.stack(xs), *init)
-
-    if chain_method == "auto":
-        chain_method = "parallel" if jax.local_device_count() >= chains else "vectorized"
-    mcmc = MCMC(
-        NUTS(_numpyro_model, target_accept_prob=0.9, dense_mass=True),
-        num_warmup=warmup,
-        num_samples=samples,
-        num_chains=chains,
-        chain_method=chain_method,
-        progress_bar=progress,
-    )
-    mcmc.run(jax.random.PRNGKey(seed), *data, init_params=init_params, extra_fields=("diverging",), **model_kwargs)
-    posterior = {name: np.asarray(value, dtype=float) for name, value in mcmc.get_samples(group_by_chain=True).items()}
-    divergences = int(np.asarray(mcmc.get_extra_fields(group_by_chain=True)["diverging"]).sum())
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        idata = az.from_numpyro(mcmc)
-        summary = az.summary(idata, var_names=list(names), kind="diagnostics")
-    diagnostics = {
-        "r_hat_max": float(summary["r_hat"].max()),
-        "ess_min": float(summary["ess_bulk"].min()),
-        "divergences": divergences,
-        "chains": chains,
-        "draws_per_chain": samples,
-    }
-    problems = diagnostics_problems(diagnostics)
-    if problems:
-        warnings.warn(f"NUTS diagnostics look bad for the {spec.form} form: " + "; ".join(problems) + ". Treat the posterior with care (more warmup/samples, or another form).", stacklevel=2)
-    return PosteriorFit(spec=spec, samples=posterior, mle=mle, diagnostics=diagnostics, idata=idata)
+    """Sample the posterior of the law's parameters given the sweep (one-off `NUTSSampler`)."""
+    sampler = NUTSSampler(spec, finetuned=sweep.finetuned, chains=chains, warmup=warmup, samples=samples, progress=progress)
+    return sampler.run(sweep, seed=seed, mle=mle)
 
 
 def diagnostics_problems(diagnostics: dict) -> list[str]:

@@ -1,0 +1,70 @@
+"""NumPyro posterior: recovery, calibration of the 90% interval over simulated sweeps with different
+true laws, and the PSIS-LOO form comparison on real OLMo 2 checkpoints."""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from emergence_jax.laws.bayes import NUTSSampler
+from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
+from emergence_jax.laws.functions import LawSpec
+from emergence_jax.laws.options import example_path
+from emergence_jax.laws.posterior import emergence_cdf, probability_emerged
+from emergence_jax.laws.simulate import simulate_sweep_rows
+from emergence_jax.laws.sweep import sweep_from_records
+from emergence_jax.records import read_records
+
+SPEC = LawSpec(form="relu", law="log_power", D0=5, D_ref=4000)
+
+
+def simulated_sweep(truth, seed):
+    losses = np.linspace(truth["E0"] + 0.05, truth["E0"] + 0.65, 10)
+    rows = simulate_sweep_rows(truth, SPEC, losses=losses, train_examples=(250, 1000, 4000), n_eval=500, seed=seed)
+    return sweep_from_records(rows)
+
+
+def test_posterior_interval_is_calibrated_over_30_simulated_sweeps():
+    rng = np.random.default_rng(20241125)
+    sampler = NUTSSampler(SPEC, finetuned=True, chains=4, warmup=250, samples=250, progress=False)
+    covered, widths = [], []
+    for trial in range(30):
+        truth = {"E0": rng.uniform(2.0, 2.6), "shift": rng.uniform(0.2, 0.6), "alpha": rng.uniform(0.7, 2.0), "amplitude": rng.uniform(1.5, 5.0)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = sampler.run(simulated_sweep(truth, seed=trial), seed=trial)
+        q05, q95 = np.percentile(fit.flat("E0"), [5, 95])
+        covered.append(q05 <= truth["E0"] <= q95)
+        widths.append(q95 - q05)
+    coverage = np.mean(covered)
+    assert 0.80 <= coverage <= 0.97, f"90% interval covered the truth in {coverage:.0%} of 30 sweeps"
+    assert np.median(widths) < 0.25
+
+
+def test_posterior_summaries_are_consistent():
+    truth = {"E0": 2.3, "shift": 0.4, "alpha": 1.5, "amplitude": 3.0}
+    sweep = simulated_sweep(truth, seed=7)
+    fit = fit_emergence_law(sweep, form="relu", D0=5, sampler=SamplerSettings(chains=4, warmup=250, samples=250, progress=False))
+    summary = fit.summary()
+    E0 = summary["fewshot_emergence_loss"]
+    assert E0["q05"] < E0["median"] < E0["q95"]
+    assert abs(E0["median"] - truth["E0"]) < 0.08
+    assert summary["diagnostics"]["chains"] == 4 and summary["diagnostics"]["r_hat_max"] < 1.05
+    draws = fit.E0_draws()
+    cdf = emergence_cdf(draws, np.array([E0["q95"], E0["median"], E0["q05"]]))
+    assert cdf == pytest.approx([0.05, 0.5, 0.95], abs=0.01)
+    assert probability_emerged(draws, E0["q05"] - 0.5)["probability"] == 1.0
+    assert probability_emerged(draws, E0["q95"] + 0.5)["probability"] == 0.0
+
+
+@pytest.mark.parametrize("run", ["olmo2_7b", "olmo2_13b"])
+def test_olmo2_mmlu_mc_prefers_jump_and_emerges_at_the_observed_loss(run):
+    rows = [r for r in read_records(example_path("olmo2_fewshot.csv")) if r["task"] == "mmlu_mc" and r["model"].startswith(run + "@")]
+    sweep = sweep_from_records(rows)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_emergence_law(sweep, form="auto", sampler=SamplerSettings(chains=4, warmup=200, samples=200, progress=False))
+    summary = fit.summary()
+    assert summary["form"] == "jump"
+    assert summary["form_comparison"]["jump"]["elpd_loo"] > summary["form_comparison"]["relu"]["elpd_loo"]
+    assert 2.66 <= summary["fewshot_emergence_loss"]["median"] <= 2.73
