@@ -1,0 +1,169 @@
+"""The demo's report: PNG plots of the ladder, the few-shot and finetuned curves, the fitted law and
+the prediction against the held-out truth, and an HTML page that shows them with the numbers."""
+
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import numpy as np
+
+from emergence_jax.laws.fit import EmergenceFit
+from emergence_jax.laws.functions import emergence_loss
+from emergence_jax.laws.plots import _pyplot, plot_cdf, plot_fit
+from emergence_jax.laws.sweep import Sweep
+
+FIGURES = {
+    "ladder_loss.png": "Held-out pretraining loss of every rung against training step",
+    "fewshot_vs_loss.png": "Few-shot accuracy of every checkpoint against pretraining loss (grey band: chance ± 2 binomial SE)",
+    "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes (mean of the subsets) against pretraining loss",
+    "fit.png": "The emergence law fitted to pre-emergence checkpoints only, extrapolated to few-shot (D0)",
+    "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, measured elbows per D, and the held-out truth",
+    "emergence_cdf.png": "Posterior CDF of the predicted few-shot emergence loss",
+}
+
+
+def plot_ladder(rows: list[dict], path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for rung in sorted({r["rung"] for r in rows}):
+        mine = sorted((r for r in rows if r["rung"] == rung), key=lambda r: r["step"])
+        ax.plot([r["step"] for r in mine], [r["pretrain_loss"] for r in mine], marker="o", ms=3, label=f"{rung} ({int(mine[0]['params']):,} params)")
+    ax.set_xlabel("pretraining step")
+    ax.set_ylabel("held-out loss (nats/token)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float, path: Path) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    chance, n = rows[0]["chance"], rows[0]["n_eval"]
+    se = np.sqrt(chance * (1 - chance) / n)
+    losses = np.array([r["pretrain_loss"] for r in rows])
+    ax.axhspan(chance - 2 * se, chance + 2 * se, color="grey", alpha=0.25)
+    for rung in sorted({r["rung"] for r in rows}):
+        mine = [r for r in rows if r["rung"] == rung]
+        fitted = [r for r in mine if r["model"] in fit_models]
+        held = [r for r in mine if r["model"] not in fit_models]
+        line = ax.plot([r["pretrain_loss"] for r in mine], [r["accuracy"] for r in mine], lw=0.8, alpha=0.6)[0]
+        ax.scatter([r["pretrain_loss"] for r in fitted], [r["accuracy"] for r in fitted], color=line.get_color(), marker="o", s=18, label=f"{rung}: fitted (finetuned)")
+        ax.scatter([r["pretrain_loss"] for r in held], [r["accuracy"] for r in held], color=line.get_color(), marker="x", s=18, label=f"{rung}: not fitted")
+    ax.axvline(truth, color="black", ls="--", lw=1, label=f"true few-shot emergence {truth:.3f}")
+    ax.set_xlim(losses.max() + 0.01, losses.min() - 0.01)
+    ax.set_xlabel("pretraining loss (nats/token)")
+    ax.set_ylabel("few-shot accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_finetuned(sweep: Sweep, path: Path) -> None:
+    plt = _pyplot()
+    amounts = np.unique(sweep.train_examples)
+    colours = plt.cm.viridis(np.linspace(0.1, 0.9, max(amounts.size - 1, 1)))
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    for index, D in enumerate(amounts):
+        rows = sweep.subset(sweep.train_examples == D)
+        losses = np.unique(rows.loss)
+        mean = [rows.accuracy[rows.loss == L].mean() for L in losses]
+        colour = "black" if D == 0 else colours[index - 1]
+        ax.plot(losses, mean, marker="o", ms=3, color=colour, label="few-shot" if D == 0 else f"D = {int(D)}")
+        ax.scatter(rows.loss, rows.accuracy, s=6, color=colour, alpha=0.5)
+    ax.axhline(float(sweep.chance[0]), color="grey", ls=":")
+    ax.set_xlim(sweep.loss.max() + 0.005, sweep.loss.min() - 0.005)
+    ax.set_xlabel("pretraining loss (nats/token)")
+    ax.set_ylabel("accuracy")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_prediction(fit: EmergenceFit, result: dict, path: Path) -> None:
+    plt = _pyplot()
+    spec, draws = fit.spec, fit.posterior.draws()
+    grid = np.geomspace(spec.D0, spec.D_ref * 1.5, 80)
+    keep = np.linspace(0, draws["E0"].size - 1, min(draws["E0"].size, 1000)).astype(int)
+    curves = emergence_loss(grid[None, :], draws["E0"][keep, None], draws["shift"][keep, None], draws["alpha"][keep, None], spec)
+    fig, ax = plt.subplots(figsize=(6.5, 4))
+    ax.fill_between(grid, np.percentile(curves, 5, axis=0), np.percentile(curves, 95, axis=0), color="crimson", alpha=0.2, label="fitted E(D), 90% band")
+    ax.plot(grid, np.median(curves, axis=0), color="crimson")
+    measured = {int(k): v for k, v in result["measured_elbow_per_D"].items() if int(k) > 0}
+    ax.scatter(list(measured), list(measured.values()), color="navy", zorder=3, label="elbow fitted to each D alone")
+    predicted = result["predicted_fewshot_emergence_loss"]
+    ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
+    ax.scatter([spec.D0], [result["true_fewshot_emergence_loss"]], marker="*", s=160, color="black", zorder=4, label=f"held-out truth {result['true_fewshot_emergence_loss']:.3f}")
+    ax.set_xscale("log")
+    ax.set_xlabel("finetuning examples D (D0 = shots for few-shot)")
+    ax.set_ylabel("emergence loss E(D) (nats/token)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _table(rows: list[list], header: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _fmt(value, digits=3) -> str:
+    return "n/a" if value is None else f"{value:.{digits}f}"
+
+
+def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: Sweep, fit_sweep: Sweep, fit: EmergenceFit) -> None:
+    """Write every figure and `report.html` into `out_dir`."""
+    result = summary
+    plot_ladder(fewshot_rows, out_dir / "ladder_loss.png")
+    plot_fewshot(fewshot_rows, result["fit_checkpoints"], result["true_fewshot_emergence_loss"], out_dir / "fewshot_vs_loss.png")
+    plot_finetuned(fit_sweep, out_dir / "finetuned_vs_loss.png")
+    plot_fit(fit, fit_sweep, out_dir / "fit.png")
+    plot_prediction(fit, result, out_dir / "prediction.png")
+    plot_cdf(fit, out_dir / "emergence_cdf.png")
+    predicted = result["predicted_fewshot_emergence_loss"]
+    headline = _table(
+        [
+            ["predicted few-shot emergence loss (median)", _fmt(predicted["median"])],
+            ["90% interval", f"[{_fmt(predicted['q05'])}, {_fmt(predicted['q95'])}]"],
+            ["true few-shot emergence loss (all checkpoints)", _fmt(result["true_fewshot_emergence_loss"])],
+            ["error (nats)", _fmt(result["error_nats"])],
+            [f"success (error ≤ {result['success_threshold_nats']} nats)", result["success"]],
+            ["truth inside the 90% interval", result["within_interval"]],
+            ["FLOPs ahead of the strongest fitted checkpoint", _fmt(result["flops_ahead"], 2)],
+            ["loss spacing of fitted checkpoints (nats)", _fmt(result["fit_checkpoint_loss_spacing_nats"], 4)],
+        ],
+        ["quantity", "value"],
+    )
+    shifts = _table(
+        [
+            [D, _fmt(result["measured_elbow_per_D"].get(D)), _fmt(result["measured_shift_per_D_nats"].get(D)), _fmt(result["fitted_elbow_per_D"].get(D, {}).get("median"))]
+            for D in sorted(result["measured_elbow_per_D"], key=int)
+        ],
+        ["D", "elbow fitted to this D alone", "shift vs few-shot (nats)", "law's E(D) (median)"],
+    )
+    figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>' for name, caption in FIGURES.items())
+    page = f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>emergence-jax demo</title>
+<style>body{{font-family:sans-serif;max-width:980px;margin:2em auto}}table{{border-collapse:collapse;margin:1em 0}}td,th{{border:1px solid #ccc;padding:3px 8px}}img{{max-width:100%}}figure{{margin:1.5em 0}}</style>
+</head><body>
+<h1>Predicting emergence by finetuning: the demo</h1>
+<p>Tiny LLaMA models pretrained on a seeded synthetic corpus; the task is in-context key&rarr;value recall
+({html.escape(result['task'])}, {result['shots']}-shot, chance {result['chance']}). The law was fitted only to checkpoints whose
+few-shot accuracy is at chance; the truth is the few-shot elbow fitted to every checkpoint. Results file:
+<code>{html.escape(result['results_path'])}</code>. Wall time {result['wall_seconds']:.0f} s.</p>
+{headline}
+<h2>Shift of the elbow with finetuning data</h2>
+{shifts}
+{figures}
+<h2>summary.json</h2><pre>{html.escape(json.dumps(result, indent=1)[:20000])}</pre>
+</body></html>
+"""
+    tmp = out_dir / "report.html.tmp"
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out_dir / "report.html")

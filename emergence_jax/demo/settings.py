@@ -1,0 +1,81 @@
+"""The demo's two embedded configurations: the default (≈ 15 minutes on 2 CPU cores) and `--quick`
+(≈ 3 minutes, used by the tests). Both are complete runs of the method, only smaller."""
+
+from __future__ import annotations
+
+import dataclasses
+
+from emergence_jax.demo.corpus import WorldSpec
+from emergence_jax.demo.finetune import FinetuneSettings
+from emergence_jax.demo.pretrain import PretrainSettings, Rung
+from emergence_jax.laws.fit import SamplerSettings
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """world: corpus and task. rungs: the ladder. eval_episodes: few-shot episodes per checkpoint
+    (4 scored queries each). heldout_sequences: held-out corpus size for the pretraining loss.
+    amounts / subsets: finetuning amounts D and subsets per D. finetune_checkpoints: how many of the
+    strongest pre-emergence checkpoints (per rung) are finetuned."""
+
+    name: str
+    world: WorldSpec
+    rungs: tuple[Rung, ...]
+    pretrain: PretrainSettings
+    finetune: FinetuneSettings
+    amounts: tuple[int, ...]
+    subsets: int
+    finetune_checkpoints: int
+    eval_episodes: int
+    heldout_sequences: int
+    sampler: SamplerSettings
+
+    def fingerprint(self) -> dict:
+        """What the cached stages depend on; a run directory made with other settings is refused."""
+        return json_safe(dataclasses.asdict(self) | {"sampler": None})
+
+
+def json_safe(value):
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def _steps(start: int, stop: int, every: int) -> tuple[int, ...]:
+    return tuple(range(start, stop + 1, every))
+
+
+DEFAULT = DemoSettings(
+    name="default",
+    world=WorldSpec(task_fraction=0.25),
+    rungs=(
+        Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=6000, checkpoint_steps=_steps(500, 6000, 250)),
+        Rung("d64", hidden_size=64, num_layers=2, num_heads=2, steps=5000, checkpoint_steps=_steps(500, 5000, 250)),
+    ),
+    pretrain=PretrainSettings(),
+    finetune=FinetuneSettings(steps=800, batch_size=32),
+    amounts=(64, 256, 1024, 4096),
+    subsets=2,
+    finetune_checkpoints=5,
+    eval_episodes=1000,
+    heldout_sequences=2000,
+    sampler=SamplerSettings(chains=4, warmup=500, samples=500, progress=False),
+)
+
+QUICK = DemoSettings(
+    name="quick",
+    world=WorldSpec(task_fraction=0.25),
+    rungs=(Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=3000, checkpoint_steps=_steps(500, 3000, 250)),),
+    pretrain=PretrainSettings(),
+    finetune=FinetuneSettings(steps=300, batch_size=32),
+    amounts=(64, 1024),
+    subsets=2,
+    finetune_checkpoints=3,
+    eval_episodes=500,
+    heldout_sequences=1000,
+    sampler=SamplerSettings(chains=2, warmup=200, samples=200, progress=False),
+)
+
+SETTINGS = {"default": DEFAULT, "quick": QUICK}
