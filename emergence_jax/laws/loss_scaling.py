@@ -24,7 +24,7 @@ class LossScaling:
     def params_at(self, loss):
         """Parameters needed to reach `loss` (NaN where loss ≤ E∞, unreachable by scaling N)."""
         excess = np.asarray(loss, dtype=float) - self.irreducible
-        with np.errstate(invalid="ignore", divide="ignore"):
+        with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
             return np.where(excess > 0, (np.maximum(excess, 1e-300) / self.coefficient) ** (-1.0 / self.exponent), np.nan)
 
 
