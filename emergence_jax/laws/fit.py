@@ -12,7 +12,7 @@ from emergence_jax.errors import UserError
 from emergence_jax.laws.bayes import PosteriorFit, fit_posterior
 from emergence_jax.laws.functions import PERFORMANCE_FORMS, LawSpec, law_coefficients
 from emergence_jax.laws.mle import fit_mle
-from emergence_jax.laws.posterior import summarise
+from emergence_jax.laws.posterior import emergence_cdf, summarise
 from emergence_jax.laws.sweep import Sweep
 
 
@@ -62,13 +62,18 @@ class EmergenceFit:
         """The fields of fit.json that describe the law (everything but file paths)."""
         spec, mle = self.spec, self.posterior.mle
         params = {name: {"mle": mle.params[name], **summarise(self.posterior.flat(name))} for name in self.posterior.samples}
+        E0 = summarise(self.E0_draws())
+        width = max(E0["q95"] - E0["q05"], 1e-3)
+        grid = np.linspace(E0["q05"] - width, E0["q95"] + width, 41)
         result = {
-            "fewshot_emergence_loss": {"mle": mle.params["E0"], **summarise(self.E0_draws())},
+            "fewshot_emergence_loss": {"mle": mle.params["E0"], **E0},
+            "fewshot_emergence_cdf": {"loss": grid.tolist(), "p_emerged": emergence_cdf(self.E0_draws(), grid).tolist()},
             "form": spec.form,
             "law": spec.law if "shift" in params else None,
             "likelihood": spec.likelihood,
             "D0": spec.D0,
             "D_ref": spec.D_ref,
+            "spec": dataclasses.asdict(spec),
             "params": params,
             "diagnostics": self.posterior.diagnostics,
             "form_comparison": self.comparison,

@@ -29,6 +29,9 @@ def load_fit(fit_dir: Path):
         summary = json.loads(summary_path.read_text())
     except json.JSONDecodeError as err:
         raise UserError(f"{summary_path}: not valid JSON ({err.msg}); rerun `emergence-jax fit`") from None
+    missing = [key for key in ("spec", "params", "chance", "diagnostics", "fewshot_emergence_loss") if key not in summary]
+    if missing:
+        raise UserError(f"{summary_path}: missing field '{missing[0]}'; it was not written by this version of `emergence-jax fit`, rerun it")
     idata = az.from_netcdf(str(posterior_path))
     draws = {name: np.asarray(idata.posterior[name]).reshape(-1) for name in summary["params"]}
     return summary, draws
@@ -41,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.laws.posterior import probability_emerged, summarise
 
     summary, draws = load_fit(Path(args.fit))
-    spec = LawSpec(form=summary["form"], law=summary["law"] or "log_power", D0=summary["D0"], D_ref=summary["D_ref"], likelihood=summary["likelihood"])
+    spec = LawSpec(**summary["spec"])
     chance = summary["chance"] if args.chance is None else args.chance
     ess = summary["diagnostics"]["ess_min"]
     answers = []
