@@ -1,0 +1,116 @@
+"""A sweep config expanded into jobs, and every check that needs no compute.
+
+Jobs run stage by stage: every missing pretraining loss first (the other stages copy it into their
+rows), then few-shot evaluations, then finetuning runs (each evaluates its finetuned weights).
+The order is a pure function of the config, so every worker of a pod walks the same list.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from pathlib import Path
+
+from emergence_jax.errors import UserError
+from emergence_jax.sweep.config import SweepConfig, SweepModel, SweepTask
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """One unit of work whose completion is recorded by a done marker named after `id`."""
+
+    stage: str  # pretrain_loss | fewshot | finetune
+    model: SweepModel
+    task: SweepTask | None = None
+    shots: int = 0  # few-shot jobs: in-context examples
+    train_examples: int = 0  # finetune jobs: D
+    seed: int = 0  # finetune jobs: subset seed
+
+    @property
+    def id(self) -> str:
+        model = slug(self.model.name)
+        if self.stage == "pretrain_loss":
+            return f"pretrain_loss/{model}"
+        if self.stage == "fewshot":
+            return f"fewshot/{model}/{self.task.name}/{self.shots}shot"
+        return f"finetune/{model}/{self.task.name}/D{self.train_examples}_seed{self.seed}"
+
+    @property
+    def label(self) -> str:
+        """A short human-readable description for the progress table."""
+        if self.stage == "pretrain_loss":
+            return f"{self.model.name} pretraining loss"
+        if self.stage == "fewshot":
+            return f"{self.model.name} {self.task.name} {self.shots}-shot"
+        return f"{self.model.name} {self.task.name} D={self.train_examples} seed={self.seed}"
+
+
+def slug(name: str) -> str:
+    """`name` with everything but letters, digits and ._@+- replaced by '_' (safe as a path part)."""
+    return re.sub(r"[^A-Za-z0-9._@+-]", "_", name)
+
+
+def expand_jobs(config: SweepConfig) -> list[Job]:
+    """Every job of the grid, in run order (see the module docstring)."""
+    from emergence_jax.data.tasks import task_spec
+
+    jobs: list[Job] = []
+    if "pretrain_loss" in config.stages:
+        jobs += [Job("pretrain_loss", model) for model in config.models if model.pretrain_loss is None]
+    if "fewshot" in config.stages:
+        for model in config.models:
+            for task in config.tasks:
+                for shots in task.shots or (task_spec(task.name).default_shots,):
+                    jobs.append(Job("fewshot", model, task, shots=shots))
+    if "finetune" in config.stages:
+        for model in config.models:
+            for task in config.tasks:
+                for train_examples in task.train_examples:
+                    for seed in task.seeds:
+                        jobs.append(Job("finetune", model, task, train_examples=train_examples, seed=seed))
+    return jobs
+
+
+def validate_sweep(config: SweepConfig, source: str) -> list[Job]:
+    """Check the config without loading weights or data; returns the jobs. Raises `UserError`."""
+    from emergence_jax.data.tasks import TASKS
+
+    if not config.models:
+        raise UserError(f"{source}: models is empty; list checkpoints as {{name, path}} entries")
+    if not config.tasks:
+        raise UserError(f"{source}: tasks is empty; list tasks as {{name, shots, train_examples}} entries")
+    if Path(config.records).suffix.lower() not in (".csv", ".jsonl") or "/" in config.records:
+        raise UserError(f"{source}: records {config.records!r} must be a .csv or .jsonl file name inside output_dir")
+    names = [model.name for model in config.models]
+    for index, model in enumerate(config.models):
+        if not model.name or not model.path:
+            raise UserError(f"{source}: models[{index}] needs both name (the checkpoint id) and path (its folder)")
+        if names.count(model.name) > 1:
+            raise UserError(f"{source}: models[{index}].name {model.name!r} appears twice; checkpoint ids must be unique")
+        if not (Path(model.path) / "config.json").is_file():
+            raise UserError(f"{source}: models[{index}].path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder")
+        if model.pretrain_loss is None and "pretrain_loss" not in config.stages:
+            raise UserError(f"{source}: models[{index}] ({model.name}) has no pretrain_loss and the pretrain_loss stage is off; give one or add the stage")
+    for index, task in enumerate(config.tasks):
+        if task.name not in TASKS:
+            raise UserError(f"{source}: tasks[{index}].name {task.name!r} is unknown; choose one of {', '.join(sorted(TASKS))}")
+        if any(d < 1 for d in task.train_examples):
+            raise UserError(f"{source}: tasks[{index}].train_examples must be positive numbers of examples")
+        if task.limit is not None and task.limit < 1:
+            raise UserError(f"{source}: tasks[{index}].limit must be a positive number of examples or null")
+    jobs = expand_jobs(config)
+    if any(job.stage == "pretrain_loss" for job in jobs) and not config.loss_corpus.paths:
+        raise UserError(f"{source}: loss_corpus.paths is empty but some models need their pretraining loss measured")
+    if any(job.stage == "finetune" for job in jobs):
+        finetune_recipe(config)
+    return jobs
+
+
+def finetune_recipe(config: SweepConfig):
+    """The `FinetuneConfig` every finetuning job starts from (the file plus the sweep's overrides)."""
+    from emergence_jax.config import load_config
+    from emergence_jax.train.config import FinetuneConfig
+
+    if not Path(config.finetune.config).is_file():
+        raise UserError(f"finetune.config {config.finetune.config}: no such file; point it at a configs/finetune_*.yaml")
+    return load_config(FinetuneConfig, config.finetune.config, config.finetune.set)

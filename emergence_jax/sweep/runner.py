@@ -1,0 +1,132 @@
+"""The sweep loop: skip what is done, run the rest job by job, publish each job's rows and then
+its done marker. A job killed anywhere is redone (or resumed, for finetuning) by the next run;
+rows it had already appended are identical and kept once, so the results end up exactly as if
+nothing had been interrupted."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from pathlib import Path
+
+import yaml
+
+from emergence_jax.errors import UserError
+from emergence_jax.sweep.config import SweepConfig
+from emergence_jax.sweep.jobs import Job, slug, validate_sweep
+from emergence_jax.sweep.progress import ProgressTable
+from emergence_jax.sweep.stages import JobRunner, Preempted
+from emergence_jax.sweep.storage import SweepOutput, is_remote
+
+PREEMPTED_EXIT_CODE = 143
+
+
+def work_dir(config: SweepConfig) -> Path:
+    """Local scratch: `work_dir`, or `output_dir/work` for a local output, or a per-output folder
+    under ~/.cache for a bucket."""
+    if config.work_dir:
+        return Path(config.work_dir)
+    if not is_remote(config.output_dir):
+        return Path(config.output_dir) / "work"
+    digest = hashlib.sha1(config.output_dir.encode()).hexdigest()[:8]
+    return Path.home() / ".cache" / "emergence_jax" / "sweeps" / f"{slug(config.output_dir.rstrip('/').rsplit('/', 1)[-1])}-{digest}"
+
+
+def _processes(config: SweepConfig) -> tuple[int, int]:
+    """(this process's index, number of processes), initialising jax.distributed when asked."""
+    if not config.distributed:
+        return 0, 1
+    import jax
+
+    jax.distributed.initialize()
+    return jax.process_index(), jax.process_count()
+
+
+def enable_compilation_cache(config: SweepConfig, scratch: Path) -> None:
+    """Keep every compiled program on disk: jobs of the same shapes (every D and seed of one
+    checkpoint size) and runs restarted after a preemption skip XLA compilation."""
+    if config.compilation_cache_dir == "none":
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", config.compilation_cache_dir or str(scratch / "jax_cache"))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+def _agreed_done(jobs: list[Job], done: set[str], process_count: int) -> set[str]:
+    """The first process's view of which jobs are done, shared with every process of a pod so all
+    of them run the same jobs together."""
+    if process_count == 1:
+        return done
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    mask = np.array([job.id in done for job in jobs], dtype=np.int32)
+    mask = np.asarray(multihost_utils.broadcast_one_to_all(mask))
+    return {job.id for job, flag in zip(jobs, mask) if flag}
+
+
+def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_going: bool = False, dry_run: bool = False) -> int:
+    """Run every job of `config` not yet done; returns the exit code (0 done, 1 some job failed
+    with --keep-going, 143 preempted)."""
+    jobs = validate_sweep(config, source)
+    scratch = work_dir(config)
+    output = SweepOutput(config.output_dir, config.records, scratch=scratch / "staging")
+    if dry_run:
+        table = ProgressTable(jobs, {job.id for job in jobs if output.is_done(job.id)})
+        print(table.list_jobs())
+        table.show()
+        return 0
+    enable_compilation_cache(config, scratch)
+    index, count = _processes(config)
+    if count > 1 and not output.remote:
+        raise UserError(f"{source}: output_dir {config.output_dir} is local but {count} processes run the sweep; use a gs:// output_dir shared by all workers")
+    writer = index == 0
+    done = _agreed_done(jobs, {job.id for job in jobs if output.is_done(job.id)}, count)
+    table = ProgressTable(jobs, done, enabled=writer)
+    runner = JobRunner(config, scratch, output, progress=progress and writer)
+    if writer:
+        from emergence_jax.config import config_to_dict
+
+        output.write_text("sweep.yaml", yaml.safe_dump(config_to_dict(config), sort_keys=False))
+    table.show()
+    failures = 0
+    for job in jobs:
+        if job.id in done:
+            runner.clean_up(job)
+            continue
+        table.start(job)
+        began = time.time()
+        try:
+            rows = runner.run(job)
+        except Preempted:
+            table.finish(job, "preempted")
+            print(f"preempted during {job.id}; its checkpoint is saved; run the same sweep again to resume")
+            return PREEMPTED_EXIT_CODE
+        except (UserError, KeyboardInterrupt):
+            raise
+        except Exception as err:  # a job's crash; with --keep-going the rest of the grid still runs
+            if not keep_going:
+                raise
+            failures += 1
+            table.finish(job, "failed")
+            print(f"{job.id} failed: {type(err).__name__}: {err}")
+            continue
+        if writer:
+            _publish(output, runner, job, rows, seconds=time.time() - began)
+        runner.clean_up(job)
+        table.finish(job, "done")
+    print(f"results: {output.records}")
+    return 1 if failures else 0
+
+
+def _publish(output: SweepOutput, runner: JobRunner, job: Job, rows: list[dict], *, seconds: float) -> None:
+    """Rows (or the measured loss) to the output, then the done marker: in this order, so a job
+    marked done has its results in place."""
+    if job.stage == "pretrain_loss":
+        output.write_json(output.loss_file(slug(job.model.name)), runner.loss_payload(job))
+    if rows:
+        output.append_rows(rows)
+    output.mark_done(job.id, {"job": job.id, "rows": len(rows), "seconds": round(seconds, 1), "host": os.uname().nodename})
