@@ -25,6 +25,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pretrain-loss": ("emergence_jax.evaluate.pretrain_loss_command", "a checkpoint's loss on a held-out corpus, in nats/token and bits/byte"),
     "finetune": ("emergence_jax.train.command", "finetune a checkpoint on D task examples (full or LoRA, sharded, resumable), then evaluate it"),
     "pass-until": ("emergence_jax.evaluate.pass_until_run", "PassUntil: sample each instance until r passes (or a cap), resumable; writes per-instance pass rates with exact intervals"),
+    "sweep": ("emergence_jax.sweep.command", "run a grid of checkpoints x tasks x D x seeds (loss, few-shot, finetune, evaluate); skips done work, resumes, appends results"),
+    "demo": ("emergence_jax.demo.command", "the whole method on one CPU: pretrain a tiny ladder, few-shot, finetune sweep, fit, check against held-out models; HTML report"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
 }
 
