@@ -34,7 +34,7 @@ def sweep_line(prefix: str, arguments: str) -> str:
 
 
 def test_tpu_single_host(tmp_path):
-    result = dry_run("tpu_vm.sh", "--name", "one", "--zone", "us-central2-b", "--config", "configs/sweep_tiny.yaml", tmp_path=tmp_path)
+    result = dry_run("tpu_vm.sh", "--name", "one", "--zone", "us-central2-b", "--config", "configs/paper/pythia_csqa.yaml", tmp_path=tmp_path)
     assert result.returncode == 0, result.stderr
     ssh = "+ gcloud compute tpus tpu-vm ssh one --zone=us-central2-b --worker=all"
     assert result.stdout.splitlines() == [
@@ -42,7 +42,7 @@ def test_tpu_single_host(tmp_path):
         archive_line(tmp_path, "one"),
         f"+ gcloud compute tpus tpu-vm scp {tmp_path}/emergence_jax-src-one.tar.gz one:emergence_jax-src.tar.gz --zone=us-central2-b --worker=all",
         install_line(ssh, "tpu"),
-        sweep_line(ssh, "--config configs/sweep_tiny.yaml --set output_dir=runs/one"),
+        sweep_line(ssh, "--config configs/paper/pythia_csqa.yaml --set output_dir=runs/one"),
         "+ mkdir -p results/one",
         "+ gcloud compute tpus tpu-vm scp --recurse 'one:emergence_jax/runs/one/*' results/one --zone=us-central2-b --worker=0",
         "+ gcloud compute tpus tpu-vm delete one --zone=us-central2-b --quiet",
