@@ -61,8 +61,8 @@ def test_pre_emergence_models_stop_at_the_first_checkpoint_above_chance():
     se = np.sqrt(0.25 * 0.75 / n)
     rows = [
         {"model": "a", "pretrain_loss": 2.70, "accuracy": 0.25, "chance": 0.25, "n_eval": n},
-        {"model": "b", "pretrain_loss": 2.65, "accuracy": 0.25 + 1.5 * se, "chance": 0.25, "n_eval": n},
-        {"model": "c", "pretrain_loss": 2.60, "accuracy": 0.25 + 3 * se, "chance": 0.25, "n_eval": n},
+        {"model": "b", "pretrain_loss": 2.65, "accuracy": 0.25 + 2.5 * se, "chance": 0.25, "n_eval": n},
+        {"model": "c", "pretrain_loss": 2.60, "accuracy": 0.25 + 3.5 * se, "chance": 0.25, "n_eval": n},
         {"model": "d", "pretrain_loss": 2.55, "accuracy": 0.25, "chance": 0.25, "n_eval": n},
         {"model": "e", "pretrain_loss": 2.50, "accuracy": 0.9, "chance": 0.25, "n_eval": n},
     ]

@@ -16,8 +16,9 @@ from emergence_jax.laws.sweep import Sweep
 from emergence_jax.laws.threshold import fewshot_emergence_point
 
 # A checkpoint is "at chance" when its few-shot accuracy is less than this many binomial standard
-# errors above chance (one-sided, ≈ 2.3% false-alarm rate per checkpoint).
-AT_CHANCE_Z = 2.0
+# errors above chance (one-sided, ≈ 0.13% false-alarm rate per checkpoint, so a ladder of tens of checkpoints rarely
+# mistakes noise for emergence).
+AT_CHANCE_Z = 3.0
 
 
 def chance_z(accuracy: float, chance: float, n_eval: int) -> float:
@@ -83,7 +84,7 @@ def analyse(sweep: Sweep, fit_models: list[str], sampler: SamplerSettings, *, fo
         "within_interval": bool(predicted["q05"] <= truth <= predicted["q95"]),
         "flops_ahead": flops_ahead(sweep, list(fit_models), truth),
         "fit_checkpoints": list(fit_models),
-        "held_out_checkpoints": sorted(set(sweep.models) - set(fit_models)),
+        "held_out_checkpoints": sorted(str(m) for m in set(sweep.models) - set(fit_models)),
         "law": {k: summary[k] for k in ("form", "law", "D0", "D_ref", "params", "diagnostics", "mle_log_likelihood")} | {"coefficients_mle": summary.get("law_coefficients_mle")},
         "fitted_elbow_per_D": {str(D): v for D, v in law_elbows.items()},
         "measured_elbow_per_D": {str(D): v for D, v in measured.items()},

@@ -12,6 +12,7 @@ Stages (each skipped when its outputs exist, so a killed demo continues where it
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import time
 from pathlib import Path
@@ -149,10 +150,14 @@ def run_demo(settings, out: Path) -> dict:
     finetune_rows, fit_models = _finetune_stage(settings, out, fewshot_rows)
     results_path = out / "sweep.csv"
     write_records(results_path, fewshot_rows + finetune_rows)
+    fit_inputs = hashlib.sha256(results_path.read_bytes() + repr(settings.sampler).encode()).hexdigest()
+    previous = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
+    if previous.get("fit_inputs_sha256") == fit_inputs and (out / "report.html").exists():
+        _log("fit and report are up to date")
+        return previous
     sweep = sweep_from_records(read_records(results_path), task=TASK, metric="accuracy", source=str(results_path))
     _log(f"fitting the law to {len(fit_models)} pre-emergence checkpoints ({int(np.isin(sweep.models, fit_models).sum())} rows)")
     result, fit = analyse(sweep, fit_models, settings.sampler)
-    previous = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     summary = {
         **result,
         "results_path": str(results_path.resolve()),
@@ -160,6 +165,7 @@ def run_demo(settings, out: Path) -> dict:
         "shots": settings.world.shots,
         "chance": settings.world.chance,
         "settings": settings.name,
+        "fit_inputs_sha256": fit_inputs,
         "wall_seconds": previous.get("wall_seconds", 0.0) + (time.perf_counter() - started),
     }
     write_report(out, summary, fewshot_rows, sweep, sweep.subset(np.isin(sweep.models, fit_models)), fit)

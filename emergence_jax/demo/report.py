@@ -24,17 +24,21 @@ FIGURES = {
 }
 
 
+def _save(fig, ax, xlabel: str, ylabel: str, path: Path) -> None:
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def plot_ladder(rows: list[dict], path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for rung in sorted({r["rung"] for r in rows}):
         mine = sorted((r for r in rows if r["rung"] == rung), key=lambda r: r["step"])
         ax.plot([r["step"] for r in mine], [r["pretrain_loss"] for r in mine], marker="o", ms=3, label=f"{rung} ({int(mine[0]['params']):,} params)")
-    ax.set_xlabel("pretraining step")
-    ax.set_ylabel("held-out loss (nats/token)")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, "pretraining step", "held-out loss (nats/token)", path)
     plt.close(fig)
 
 
@@ -54,11 +58,7 @@ def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float, path: Pa
         ax.scatter([r["pretrain_loss"] for r in held], [r["accuracy"] for r in held], color=line.get_color(), marker="x", s=18, label=f"{rung}: not fitted")
     ax.axvline(truth, color="black", ls="--", lw=1, label=f"true few-shot emergence {truth:.3f}")
     ax.set_xlim(losses.max() + 0.01, losses.min() - 0.01)
-    ax.set_xlabel("pretraining loss (nats/token)")
-    ax.set_ylabel("few-shot accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, "pretraining loss (nats/token)", "few-shot accuracy", path)
     plt.close(fig)
 
 
@@ -76,11 +76,7 @@ def plot_finetuned(sweep: Sweep, path: Path) -> None:
         ax.scatter(rows.loss, rows.accuracy, s=6, color=colour, alpha=0.5)
     ax.axhline(float(sweep.chance[0]), color="grey", ls=":")
     ax.set_xlim(sweep.loss.max() + 0.005, sweep.loss.min() - 0.005)
-    ax.set_xlabel("pretraining loss (nats/token)")
-    ax.set_ylabel("accuracy")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, "pretraining loss (nats/token)", "accuracy", path)
     plt.close(fig)
 
 
@@ -99,11 +95,7 @@ def plot_prediction(fit: EmergenceFit, result: dict, path: Path) -> None:
     ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
     ax.scatter([spec.D0], [result["true_fewshot_emergence_loss"]], marker="*", s=160, color="black", zorder=4, label=f"held-out truth {result['true_fewshot_emergence_loss']:.3f}")
     ax.set_xscale("log")
-    ax.set_xlabel("finetuning examples D (D0 = shots for few-shot)")
-    ax.set_ylabel("emergence loss E(D) (nats/token)")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, ax, "finetuning examples D (D0 = shots for few-shot)", "emergence loss E(D) (nats/token)", path)
     plt.close(fig)
 
 
