@@ -51,7 +51,7 @@ install_command() {
   local jax_extra=$1
   printf '%s' "mkdir -p emergence_jax && tar -xzf emergence_jax-src.tar.gz -C emergence_jax" \
     " && python3 -m venv venv && venv/bin/pip install -q -U pip" \
-    " && venv/bin/pip install -q -e ./emergence_jax 'jax[${jax_extra}]'"
+    " && venv/bin/pip install -q -e './emergence_jax[gcs]' 'jax[${jax_extra}]'"
 }
 
 # The remote shell command that runs the sweep; extra words are passed to `emergence-jax sweep`.

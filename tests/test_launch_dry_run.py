@@ -25,7 +25,7 @@ def archive_line(tmp_path: Path, name: str) -> str:
 def install_line(prefix: str, jax_extra: str) -> str:
     return (
         f"{prefix} '--command=mkdir -p emergence_jax && tar -xzf emergence_jax-src.tar.gz -C emergence_jax && python3 -m venv venv"
-        f" && venv/bin/pip install -q -U pip && venv/bin/pip install -q -e ./emergence_jax '\\''jax[{jax_extra}]'\\'''"
+        f" && venv/bin/pip install -q -U pip && venv/bin/pip install -q -e '\\''./emergence_jax[gcs]'\\'' '\\''jax[{jax_extra}]'\\'''"
     )
 
 

@@ -74,7 +74,7 @@ def _config(tmp_path, model_folder, **changes):
 def test_config_mistakes_are_user_errors(tmp_path, model_folder, changes, message):
     changes = yaml.safe_load(yaml.safe_dump(changes).replace("'{model}'", str(model_folder)))
     with pytest.raises(UserError, match=re.escape(message)):
-        _sweep(["--config", _config(tmp_path, model_folder, **changes), "--dry-run"])
+        _sweep(["--config", _config(tmp_path, model_folder, **changes)])
 
 
 def test_dry_run_lists_jobs_and_marks_done_ones(tmp_path, model_folder, capsys):

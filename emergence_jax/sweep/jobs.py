@@ -71,8 +71,10 @@ def expand_jobs(config: SweepConfig) -> list[Job]:
     return jobs
 
 
-def validate_sweep(config: SweepConfig, source: str) -> list[Job]:
-    """Check the config without loading weights or data; returns the jobs. Raises `UserError`."""
+def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = True) -> list[Job]:
+    """Check the config without loading weights or data; returns the jobs. Raises `UserError`.
+    With `check_folders=False` (planning with --dry-run away from the checkpoints) a missing model
+    folder is reported on stdout instead."""
     from emergence_jax.data.tasks import TASKS
 
     if not config.models:
@@ -88,7 +90,10 @@ def validate_sweep(config: SweepConfig, source: str) -> list[Job]:
         if names.count(model.name) > 1:
             raise UserError(f"{source}: models[{index}].name {model.name!r} appears twice; checkpoint ids must be unique")
         if not (Path(model.path) / "config.json").is_file():
-            raise UserError(f"{source}: models[{index}].path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder")
+            problem = f"{source}: models[{index}].path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder"
+            if check_folders:
+                raise UserError(problem)
+            print(f"warning: {problem}")
         if model.pretrain_loss is None and "pretrain_loss" not in config.stages:
             raise UserError(f"{source}: models[{index}] ({model.name}) has no pretrain_loss and the pretrain_loss stage is off; give one or add the stage")
     for index, task in enumerate(config.tasks):

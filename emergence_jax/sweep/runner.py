@@ -71,7 +71,7 @@ def _agreed_done(jobs: list[Job], done: set[str], process_count: int) -> set[str
 def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_going: bool = False, dry_run: bool = False) -> int:
     """Run every job of `config` not yet done; returns the exit code (0 done, 1 some job failed
     with --keep-going, 143 preempted)."""
-    jobs = validate_sweep(config, source)
+    jobs = validate_sweep(config, source, check_folders=not dry_run)
     scratch = work_dir(config)
     output = SweepOutput(config.output_dir, config.records, scratch=scratch / "staging")
     if dry_run:
