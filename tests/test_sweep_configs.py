@@ -2,6 +2,7 @@
 mistakes are one-line errors before any compute; --dry-run lists the jobs and what is done."""
 
 import argparse
+import json
 import re
 from pathlib import Path
 
@@ -90,3 +91,21 @@ def test_dry_run_lists_jobs_and_marks_done_ones(tmp_path, model_folder, capsys):
         ["skipped", "finetune/m@1/mmlu/D10_seed1"],
     ]
     assert not (tmp_path / "out" / "results.csv").exists()
+
+
+def test_work_done_with_other_settings_is_not_taken_for_this_config(tmp_path, model_folder, capsys):
+    from emergence_jax.config import load_config as load
+    from emergence_jax.sweep.jobs import finetune_recipe, job_settings
+
+    config_path = _config(tmp_path, model_folder)
+    config = load(SweepConfig, config_path)
+    job = expand_jobs(config)[-1]
+    marker = tmp_path / "out" / "done" / f"{job.id}.json"
+    marker.parent.mkdir(parents=True)
+    marker.write_text(json.dumps({"settings": job_settings(job, config, finetune_recipe(config))}))
+    assert _sweep(["--config", config_path, "--dry-run"]) == 0
+    assert f"skipped  {job.id}" in capsys.readouterr().out
+    with pytest.raises(UserError, match=r"D10_seed1 was done .* with different settings \(finetune\)"):
+        _sweep(["--config", config_path, "--dry-run", "--set", "finetune.set=[optim.learning_rate=0.1]"])
+    with pytest.raises(UserError, match=r"with different settings \(limit\)"):
+        _sweep(["--config", config_path, "--dry-run", "--set", "tasks=[{name: mmlu, shots: [5], train_examples: [10], seeds: [0, 1], limit: 7}]"])

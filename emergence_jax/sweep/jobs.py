@@ -119,3 +119,28 @@ def finetune_recipe(config: SweepConfig):
     if not Path(config.finetune.config).is_file():
         raise UserError(f"finetune.config {config.finetune.config}: no such file; point it at a configs/finetune_*.yaml")
     return load_config(FinetuneConfig, config.finetune.config, config.finetune.set)
+
+
+def job_settings(job: Job, config: SweepConfig, recipe=None) -> dict:
+    """Everything that decides a job's results besides where files live: stored in its done marker
+    so that a later run with different settings does not take the old results for its own."""
+    from emergence_jax.config import config_to_dict
+
+    evaluate = config.evaluate
+    settings: dict = {"job": job.id}
+    if job.stage == "pretrain_loss":
+        corpus = config_to_dict(config.loss_corpus)
+        corpus.pop("data_dir")
+        corpus.pop("batch_size")
+        return {**settings, "loss_corpus": corpus, "compute_dtype": evaluate.compute_dtype}
+    task = {"limit": job.task.limit, "split": job.task.split}
+    if job.model.pretrain_loss is not None:
+        settings["pretrain_loss"] = job.model.pretrain_loss
+    if job.stage == "fewshot":
+        return {**settings, **task, "seed": evaluate.seed, "compute_dtype": evaluate.compute_dtype, "max_new_tokens": evaluate.max_new_tokens}
+    finetune = config_to_dict(recipe)
+    for section, key in (("model", "path"), ("model", "tokenizer"), ("data", "data_dir"), ("eval", "records")):
+        finetune[section].pop(key)
+    for key in ("run_dir", "distributed"):
+        finetune.pop(key)
+    return {**settings, **task, "finetuned_shots": list(job.task.finetuned_shots), "finetune": finetune}

@@ -14,7 +14,7 @@ import yaml
 
 from emergence_jax.errors import UserError
 from emergence_jax.sweep.config import SweepConfig
-from emergence_jax.sweep.jobs import Job, slug, validate_sweep
+from emergence_jax.sweep.jobs import Job, finetune_recipe, job_settings, slug, validate_sweep
 from emergence_jax.sweep.progress import ProgressTable
 from emergence_jax.sweep.stages import JobRunner, Preempted
 from emergence_jax.sweep.storage import SweepOutput, is_remote
@@ -74,8 +74,11 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
     jobs = validate_sweep(config, source, check_folders=not dry_run)
     scratch = work_dir(config)
     output = SweepOutput(config.output_dir, config.records, scratch=scratch / "staging")
+    recipe = finetune_recipe(config) if any(job.stage == "finetune" for job in jobs) else None
+    settings = {job.id: job_settings(job, config, recipe) for job in jobs}
+    finished = _finished_jobs(jobs, output, settings, source)
     if dry_run:
-        table = ProgressTable(jobs, {job.id for job in jobs if output.is_done(job.id)})
+        table = ProgressTable(jobs, finished)
         print(table.list_jobs())
         table.show()
         return 0
@@ -84,7 +87,7 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
     if count > 1 and not output.remote:
         raise UserError(f"{source}: output_dir {config.output_dir} is local but {count} processes run the sweep; use a gs:// output_dir shared by all workers")
     writer = index == 0
-    done = _agreed_done(jobs, {job.id for job in jobs if output.is_done(job.id)}, count)
+    done = _agreed_done(jobs, finished, count)
     table = ProgressTable(jobs, done, enabled=writer)
     runner = JobRunner(config, scratch, output, progress=progress and writer)
     if writer:
@@ -115,18 +118,36 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
             print(f"{job.id} failed: {type(err).__name__}: {err}")
             continue
         if writer:
-            _publish(output, runner, job, rows, seconds=time.time() - began)
+            _publish(output, runner, job, rows, settings=settings[job.id], seconds=time.time() - began)
         runner.clean_up(job)
         table.finish(job, "done")
     print(f"results: {output.records}")
     return 1 if failures else 0
 
 
-def _publish(output: SweepOutput, runner: JobRunner, job: Job, rows: list[dict], *, seconds: float) -> None:
+def _finished_jobs(jobs: list[Job], output: SweepOutput, settings: dict[str, dict], source: str) -> set[str]:
+    """Ids of the jobs with a done marker; a marker written with other settings is an error (its
+    rows would be taken for this config's)."""
+    finished = set()
+    for job in jobs:
+        if not output.is_done(job.id):
+            continue
+        recorded = output.read_json(output.marker(job.id)).get("settings")
+        if recorded is not None and recorded != settings[job.id]:
+            changed = sorted(key for key in set(recorded) | set(settings[job.id]) if recorded.get(key) != settings[job.id].get(key))
+            raise UserError(
+                f"{source}: {job.id} was done in {output.root} with different settings ({', '.join(changed)}); "
+                f"use a new output_dir, or delete {output.marker(job.id)} and its rows to redo it"
+            )
+        finished.add(job.id)
+    return finished
+
+
+def _publish(output: SweepOutput, runner: JobRunner, job: Job, rows: list[dict], *, settings: dict, seconds: float) -> None:
     """Rows (or the measured loss) to the output, then the done marker: in this order, so a job
     marked done has its results in place."""
     if job.stage == "pretrain_loss":
         output.write_json(output.loss_file(slug(job.model.name)), runner.loss_payload(job))
     if rows:
         output.append_rows(rows)
-    output.mark_done(job.id, {"job": job.id, "rows": len(rows), "seconds": round(seconds, 1), "host": os.uname().nodename})
+    output.mark_done(job.id, {"job": job.id, "rows": len(rows), "seconds": round(seconds, 1), "host": os.uname().nodename, "settings": settings})
