@@ -1,5 +1,7 @@
-"""`emergence-jax sweep` on tiny checkpoints: SIGKILLed at random moments and restarted, it ends
-with exactly the results file of an uninterrupted sweep (same rows, same values, no duplicates)."""
+"""`emergence-jax sweep` on tiny checkpoints: SIGKILLed at random moments (and once right after a
+finetuning checkpoint) and restarted, it ends with exactly the results file of an uninterrupted
+sweep (same rows, same values, no duplicates); the interrupted finetuning run resumes from its
+checkpoint rather than starting over, and a second run of a finished sweep does nothing."""
 
 import json
 import os
@@ -27,7 +29,7 @@ TEXT = [
     "The cat sat on the mat. The dog sat on the log. Numbers: 1, 2, 3, 10, 100.",
 ]
 KILL_TRIALS = 2  # independent outputs, each killed KILLS_PER_TRIAL times at random moments, then finished
-KILLS_PER_TRIAL = 3
+KILLS_PER_TRIAL = 2
 
 
 def tiny_model(folder: Path, seed: int) -> Path:
@@ -135,6 +137,29 @@ def test_killed_and_restarted_sweeps_end_with_the_uninterrupted_rows(sweep_input
         assert (output / "results.csv").read_bytes() == reference.read_bytes(), f"trial {trial}"
         assert len(list((output / "done").rglob("*.json"))) == 8
     assert interrupted >= KILL_TRIALS * KILLS_PER_TRIAL - 1
+
+    # A kill right after a finetuning job's mid-training checkpoint: the restart resumes from it.
+    output = tmp_path / "mid_training"
+    config = write_sweep_config(tmp_path / "mid_training.yaml", output, sweep_inputs)
+    run_dir = output / "work" / "jobs" / "finetune" / "tiny_a@step1" / "mmlu" / "D4_seed0" / "run"
+    process = start_sweep(config)
+    assert kill_when(process, lambda: (run_dir / "checkpoints" / "2").is_dir())
+    run_to_end(config)
+    assert (output / "results.csv").read_bytes() == reference.read_bytes()
+    logged_steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert logged_steps.count(1) == logged_steps.count(2) == 1 and logged_steps[-1] == 3, logged_steps
+
+
+def kill_when(process: subprocess.Popen, condition) -> bool:
+    """SIGKILL `process` as soon as `condition()` holds; False if it ended first."""
+    deadline = time.monotonic() + 300
+    while process.poll() is None and time.monotonic() < deadline:
+        if condition():
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            return True
+        time.sleep(0.02)
+    return False
 
 
 def kill_after(process: subprocess.Popen, output: Path, jobs_done: int, *, extra_seconds: float) -> bool:
