@@ -22,11 +22,15 @@ def _pyplot():
 
 
 def plot_fit(fit: EmergenceFit, sweep: Sweep, path: Path) -> None:
-    """Accuracy vs pretraining loss (x axis reversed: stronger models to the right)."""
+    """Accuracy vs pretraining loss (x axis reversed: stronger models to the right). Losses far
+    above the rest (beyond the upper quartile + 5 interquartile ranges, e.g. a step-0 checkpoint
+    at 12 nats) are left off the axis so they do not squash the region around the elbow."""
     plt = _pyplot()
     draws = fit.posterior.draws()
     E0 = summarise(fit.E0_draws())
-    lo, hi = float(min(sweep.loss.min(), E0["q05"])), float(max(sweep.loss.max(), E0["q95"]))
+    q1, q3 = np.percentile(sweep.loss, [25, 75])
+    shown = sweep.loss[sweep.loss <= q3 + 5 * (q3 - q1)]
+    lo, hi = float(min(sweep.loss.min(), E0["q05"])), float(max(shown.max(), E0["q95"]))
     pad = 0.05 * (hi - lo) + 1e-3
     grid = np.linspace(lo - pad, hi + pad, 300)
     chance = float(np.median(sweep.chance))
@@ -49,7 +53,8 @@ def plot_fit(fit: EmergenceFit, sweep: Sweep, path: Path) -> None:
     ax.set_xlim(hi + pad, lo - pad)
     ax.set_xlabel("pretraining loss (nats/token)")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"{fit.spec.form} form, {fit.spec.law} law: few-shot emergence at {E0['median']:.3f} [{E0['q05']:.3f}, {E0['q95']:.3f}] nats")
+    law = f"{fit.spec.law} law" if sweep.finetuned else "few-shot rows only"
+    ax.set_title(f"{fit.spec.form} form, {law}: few-shot emergence at {E0['median']:.3f} [{E0['q05']:.3f}, {E0['q95']:.3f}] nats", fontsize=10)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
