@@ -121,7 +121,9 @@ def test_killed_and_restarted_sweeps_end_with_the_uninterrupted_rows(sweep_input
 
     rerun_log, _ = run_to_end(reference_config)
     assert reference.read_bytes() == (tmp_path / "reference" / "results.csv").read_bytes()
-    assert "skipped" in rerun_log and "running" not in rerun_log.split("sweep 0:")[0]
+    assert "now:" not in rerun_log  # no job ran
+    stage_rows = [line.split() for line in rerun_log.splitlines() if line.startswith(("pretrain_loss ", "fewshot ", "finetune "))]
+    assert stage_rows[-3:] == [["pretrain_loss", "0", "2", "0", "0", "2"], ["fewshot", "0", "2", "0", "0", "2"], ["finetune", "0", "4", "0", "0", "4"]]
 
     rng = random.Random(8)
     interrupted = 0

@@ -1,5 +1,5 @@
 """The live progress table of a sweep: per stage, how many jobs are done, failed and left, what
-runs now, and how long the sweep has taken. Printed whenever a job starts or ends."""
+runs now, and how long the sweep has taken. Printed when a job starts and when the sweep ends."""
 
 from __future__ import annotations
 
@@ -34,7 +34,6 @@ class ProgressTable:
     def finish(self, job: Job, status: str) -> None:
         self.status[job.id] = status
         self.current = None
-        self.show()
 
     def render(self) -> str:
         header = f"{'stage':<14}{'done':>6}{'skipped':>9}{'failed':>8}{'to do':>7}{'total':>7}"

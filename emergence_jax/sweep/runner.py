@@ -106,6 +106,7 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
             rows = runner.run(job)
         except Preempted:
             table.finish(job, "preempted")
+            table.show()
             print(f"preempted during {job.id}; its checkpoint is saved; run the same sweep again to resume")
             return PREEMPTED_EXIT_CODE
         except (UserError, KeyboardInterrupt):
@@ -121,6 +122,7 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
             _publish(output, runner, job, rows, settings=settings[job.id], seconds=time.time() - began)
         runner.clean_up(job)
         table.finish(job, "done")
+    table.show()
     print(f"results: {output.records}")
     return 1 if failures else 0
 
