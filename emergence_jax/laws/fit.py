@@ -120,7 +120,7 @@ def fit_emergence_law(
         spec = make_spec(sweep, form=name, law=law, D0=D0, likelihood=likelihood, floor_shift=floor_shift)
         mle = fit_mle(sweep, spec, seed=sampler.seed)
         fits[name] = fit_posterior(sweep, spec, chains=sampler.chains, warmup=sampler.warmup, samples=sampler.samples, seed=sampler.seed, progress=sampler.progress, mle=mle)
-        comparison[name] = loo_score(fits[name])
+        comparison[name] = {**loo_score(fits[name]), "diagnostics": fits[name].diagnostics}
     chosen = max(comparison, key=lambda name: comparison[name]["elpd_loo"])
     for name, score in comparison.items():
         score["chosen"] = name == chosen
