@@ -21,14 +21,17 @@ from emergence_jax.laws.threshold import fewshot_emergence_point
 from emergence_jax.records import read_records
 
 
-@pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("demo")
-    assert main(["demo", "--quick", "--out", str(out)]) == 0
-    return out
+def test_quick_demo_end_to_end(tmp_path, capsys):
+    """One test function, so that under pytest-xdist the demo runs once, on one worker."""
+    assert main(["demo", "--quick", "--out", str(tmp_path)]) == 0
+    check_summary_figures_are_recomputed_from_the_results_file(tmp_path)
+    check_rows_are_measurements_of_the_saved_checkpoints(tmp_path)
+    check_report_shows_the_summary_numbers_and_every_plot(tmp_path)
+    capsys.readouterr()
+    check_a_finished_run_is_resumed_from_its_cache(tmp_path, capsys)
 
 
-def test_summary_figures_are_recomputed_from_the_results_file(demo_dir):
+def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
     rows = read_records(summary["results_path"])
     sweep = sweep_from_records(rows, task="kv_recall", metric="accuracy")
@@ -50,7 +53,7 @@ def test_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     assert len(rows) == len(QUICK.rungs[0].checkpoint_steps) + len(summary["fit_checkpoints"]) * len(QUICK.amounts) * QUICK.subsets
 
 
-def test_rows_are_measurements_of_the_saved_checkpoints(demo_dir):
+def check_rows_are_measurements_of_the_saved_checkpoints(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
     rows = {r["model"]: r for r in read_records(summary["results_path"]) if r["train_examples"] == 0}
     name = summary["fit_checkpoints"][-1]
@@ -63,7 +66,7 @@ def test_rows_are_measurements_of_the_saved_checkpoints(demo_dir):
     assert strongest["accuracy"] > 0.25 + 10 * np.sqrt(0.25 * 0.75 / strongest["n_eval"]), "the quick ladder must reach emergence"
 
 
-def test_report_shows_the_summary_numbers_and_every_plot(demo_dir):
+def check_report_shows_the_summary_numbers_and_every_plot(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
     page = (demo_dir / "report.html").read_text()
     for name in FIGURES:
@@ -73,9 +76,12 @@ def test_report_shows_the_summary_numbers_and_every_plot(demo_dir):
     assert f"{summary['predicted_fewshot_emergence_loss']['median']:.3f}" in numbers
     assert f"{summary['true_fewshot_emergence_loss']:.3f}" in numbers
     assert f"{summary['error_nats']:.3f}" in numbers
+    diagnostics = summary["law"]["diagnostics"]
+    assert diagnostics["chains"] == QUICK.sampler.chains >= 4, "R-hat needs several chains"
+    assert f"{diagnostics['r_hat_max']:.3f} / {diagnostics['ess_min']:.0f}" in page
 
 
-def test_a_finished_run_is_resumed_from_its_cache(demo_dir, capsys):
+def check_a_finished_run_is_resumed_from_its_cache(demo_dir, capsys):
     before = (demo_dir / "sweep.csv").read_bytes()
     assert main(["demo", "--quick", "--out", str(demo_dir)]) == 0
     printed = capsys.readouterr().out

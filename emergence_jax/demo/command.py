@@ -157,7 +157,9 @@ def run_demo(settings, out: Path) -> dict:
         return previous
     sweep = sweep_from_records(read_records(results_path), task=TASK, metric="accuracy", source=str(results_path))
     _log(f"fitting the law to {len(fit_models)} pre-emergence checkpoints ({int(np.isin(sweep.models, fit_models).sum())} rows)")
+    fit_started = time.perf_counter()
     result, fit = analyse(sweep, fit_models, settings.sampler)
+    _log(f"fitted in {time.perf_counter() - fit_started:.0f} s (max R-hat {result['law']['diagnostics']['r_hat_max']:.3f})")
     summary = {
         **result,
         "results_path": str(results_path.resolve()),

@@ -119,6 +119,7 @@ def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: 
     plot_prediction(fit, result, out_dir / "prediction.png")
     plot_cdf(fit, out_dir / "emergence_cdf.png")
     predicted = result["predicted_fewshot_emergence_loss"]
+    diagnostics = result["law"]["diagnostics"]
     headline = _table(
         [
             ["predicted few-shot emergence loss (median)", _fmt(predicted["median"])],
@@ -129,6 +130,7 @@ def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: 
             ["truth inside the 90% interval", result["within_interval"]],
             ["FLOPs ahead of the strongest fitted checkpoint", _fmt(result["flops_ahead"], 2)],
             ["loss spacing of fitted checkpoints (nats)", _fmt(result["fit_checkpoint_loss_spacing_nats"], 4)],
+            [f"NUTS max R-hat / min bulk ESS ({diagnostics['chains']} chains × {diagnostics['draws_per_chain']} draws)", f"{diagnostics['r_hat_max']:.3f} / {diagnostics['ess_min']:.0f}"],
         ],
         ["quantity", "value"],
     )

@@ -64,18 +64,22 @@ DEFAULT = DemoSettings(
     sampler=SamplerSettings(chains=4, warmup=500, samples=500, progress=False),
 )
 
+# The quick ladder's recall circuit forms between steps 2000 and 2250 (measured: few-shot 0.245 at
+# 2000, 0.997 at 2250), so its checkpoints are dense there to pin the held-out truth; the
+# strongest pre-emergence ones are finetuned. Smaller evaluation sets and a shorter sampler keep it
+# within ~3 minutes on 2 CPU cores, still with 4 NUTS chains so R-hat means something.
 QUICK = DemoSettings(
     name="quick",
     world=WorldSpec(task_fraction=0.5),
-    rungs=(Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=2250, checkpoint_steps=_steps(1000, 2250, 250)),),
+    rungs=(Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=2250, checkpoint_steps=(1000, 1500, 1750, 2000, 2050, 2100, 2150, 2200, 2250)),),
     pretrain=PretrainSettings(),
-    finetune=FinetuneSettings(steps=250, batch_size=32),
+    finetune=FinetuneSettings(steps=200, batch_size=32),
     amounts=(128, 2048),
     subsets=2,
     finetune_checkpoints=3,
-    eval_episodes=500,
-    heldout_sequences=1000,
-    sampler=SamplerSettings(chains=2, warmup=200, samples=200, progress=False),
+    eval_episodes=250,
+    heldout_sequences=500,
+    sampler=SamplerSettings(chains=4, warmup=300, samples=300, progress=False),
 )
 
 SETTINGS = {"default": DEFAULT, "quick": QUICK}
