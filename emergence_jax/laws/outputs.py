@@ -27,7 +27,24 @@ def staged_output_dir(out_dir: str | os.PathLike):
 
 
 def write_json(path: Path, payload: dict) -> None:
-    path.write_text(json.dumps(payload, indent=2, default=_json_default) + "\n")
+    """Strict JSON (readable by any parser): NaN and ±inf, e.g. an infinite Pareto k, become null."""
+    path.write_text(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
+
+
+def _finite(value):
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return _finite(value.tolist())
+    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
+        return None
+    return value
 
 
 def _json_default(value):
