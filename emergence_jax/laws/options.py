@@ -54,13 +54,19 @@ def load_sweep(args, default_files: list[str]):
     from emergence_jax.records import read_records
 
     paths = args.results or [str(example_path(name)) for name in default_files]
-    rows = read_records(paths)
-    if args.models:
-        try:
-            pattern = re.compile(args.models)
-        except re.error as err:
-            raise UserError(f"--models: not a regular expression ({err})") from None
-        rows = [row for row in rows if pattern.search(row["model"])]
-        if not rows:
-            raise UserError(f"--models {args.models!r} matches no row's 'model' in {', '.join(paths)}")
+    rows = filter_models(read_records(paths), args.models, source=", ".join(paths))
     return sweep_from_records(rows, task=args.task, metric=args.metric, source=", ".join(paths)), paths
+
+
+def filter_models(rows: list[dict], models: str | None, *, source: str) -> list[dict]:
+    """Rows whose 'model' matches the --models regular expression (all rows when it is None)."""
+    if not models:
+        return rows
+    try:
+        pattern = re.compile(models)
+    except re.error as err:
+        raise UserError(f"--models: not a regular expression ({err})") from None
+    kept = [row for row in rows if pattern.search(row["model"])]
+    if not kept:
+        raise UserError(f"--models {models!r} matches no row's 'model' in {source}")
+    return kept

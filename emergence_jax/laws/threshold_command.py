@@ -6,7 +6,7 @@ import argparse
 import json
 
 from emergence_jax.errors import UserError
-from emergence_jax.laws.options import example_path
+from emergence_jax.laws.options import example_path, filter_models
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,15 +18,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import re
-
     import numpy as np
 
     from emergence_jax.laws.threshold import loss_threshold
     from emergence_jax.records import read_records
 
-    rows = read_records(args.results or [str(example_path("olmo2_fewshot.csv"))])
-    rows = [r for r in rows if r["train_examples"] == 0 and (not args.models or re.search(args.models, r["model"]))]
+    paths = args.results or [str(example_path("olmo2_fewshot.csv"))]
+    rows = filter_models(read_records(paths), args.models, source=", ".join(paths))
+    rows = [r for r in rows if r["train_examples"] == 0]
     tasks = args.task or sorted({r.get("task", "") for r in rows})
     results = []
     for task in tasks:
