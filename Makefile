@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 install-test: $(VENV)/.installed-test
 
 demo: install
-	$(BIN)/emergence-jax fit --out runs/fit-example
+	$(BIN)/emergence-jax demo --out runs/demo
 
 test: install-test
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 tests

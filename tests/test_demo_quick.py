@@ -36,7 +36,8 @@ def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     rows = read_records(summary["results_path"])
     sweep = sweep_from_records(rows, task="kv_recall", metric="accuracy")
     fewshot = sweep.fewshot()
-    truth = fewshot_emergence_point(sweep, make_spec(fewshot, form="relu"))
+    assert summary["law"]["form"] == QUICK.form and summary["likelihood"] == QUICK.likelihood
+    truth = fewshot_emergence_point(sweep, make_spec(fewshot, form=QUICK.form, likelihood=QUICK.likelihood))
     assert summary["true_fewshot_emergence_loss"] == pytest.approx(truth, abs=1e-6)
     predicted = summary["predicted_fewshot_emergence_loss"]
     assert predicted["q05"] <= predicted["median"] <= predicted["q95"]
@@ -50,7 +51,24 @@ def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
         if r["train_examples"] == 0:
             assert (r["accuracy"] - 0.25) / np.sqrt(0.25 * 0.75 / r["n_eval"]) < AT_CHANCE_Z
     assert summary["held_out_checkpoints"], "the truth must rest on checkpoints the fit never saw"
+    check_onsets_are_read_from_the_rows(sweep, summary)
     assert len(rows) == len(QUICK.rungs[0].checkpoint_steps) + len(summary["fit_checkpoints"]) * len(QUICK.amounts) * QUICK.subsets
+
+
+def check_onsets_are_read_from_the_rows(sweep, summary):
+    """Each D's onset is the highest loss whose subset-pooled accuracy is AT_CHANCE_Z SE above chance."""
+    for D, onset in summary["onset_loss_per_D"].items():
+        rows = sweep.subset(sweep.train_examples == int(D))
+        at = rows.loss == onset
+        n = rows.n_eval[at].sum()
+        accuracy = (rows.accuracy[at] * rows.n_eval[at]).sum() / n
+        assert (accuracy - 0.25) / np.sqrt(0.25 * 0.75 / n) >= AT_CHANCE_Z
+        for loss in rows.loss[rows.loss > onset]:
+            at = rows.loss == loss
+            n = rows.n_eval[at].sum()
+            assert ((rows.accuracy[at] * rows.n_eval[at]).sum() / n - 0.25) / np.sqrt(0.25 * 0.75 / n) < AT_CHANCE_Z
+        if D != "0":
+            assert summary["onset_shift_per_D_nats"][D] == pytest.approx(onset - summary["onset_loss_per_D"]["0"])
 
 
 def check_rows_are_measurements_of_the_saved_checkpoints(demo_dir):

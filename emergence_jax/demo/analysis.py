@@ -3,14 +3,11 @@ to those only, the held-out truth, and how far finetuning moved the elbow for ea
 
 from __future__ import annotations
 
-import dataclasses
-
 import numpy as np
 
 from emergence_jax.laws.backtest import SUCCESS_NATS, flops_ahead
 from emergence_jax.laws.fit import EmergenceFit, SamplerSettings, fit_emergence_law, make_spec
 from emergence_jax.laws.functions import emergence_loss
-from emergence_jax.laws.mle import fit_mle
 from emergence_jax.laws.posterior import summarise
 from emergence_jax.laws.sweep import Sweep
 from emergence_jax.laws.threshold import fewshot_emergence_point
@@ -38,41 +35,43 @@ def pre_emergence_models(fewshot_rows: list[dict]) -> list[str]:
     ]
 
 
-def _as_fewshot(sweep: Sweep) -> Sweep:
-    return dataclasses.replace(sweep, train_examples=np.zeros_like(sweep.train_examples))
-
-
-def elbow_per_amount(sweep: Sweep, spec_shots: float) -> dict[int, float]:
-    """Maximum-likelihood ReLU elbow (nats/token) fitted separately to the rows of each D, D = 0
-    included: the measured shift of emergence with finetuning data, free of the law's shape."""
-    elbows = {}
+def onset_per_amount(sweep: Sweep) -> dict[int, float]:
+    """For each D (0 = few-shot): the highest pretraining loss (nats/token) at which accuracy, pooled
+    over subsets, is at least AT_CHANCE_Z binomial standard errors above chance. A model-free
+    reading of where emergence starts; it can only take the values of checkpoints that were run."""
+    onsets = {}
     for D in np.unique(sweep.train_examples):
-        rows = _as_fewshot(sweep.subset(sweep.train_examples == D))
-        if np.unique(rows.loss).size < 3:
-            continue
-        spec = make_spec(rows, form="relu", D0=spec_shots)
-        elbows[int(D)] = float(fit_mle(rows, spec).params["E0"])
-    return elbows
+        rows = sweep.subset(sweep.train_examples == D)
+        above = []
+        for loss in np.unique(rows.loss):
+            at = rows.loss == loss
+            n = float(rows.n_eval[at].sum())
+            accuracy = float((rows.accuracy[at] * rows.n_eval[at]).sum() / n)
+            if chance_z(accuracy, float(rows.chance[at][0]), n) >= AT_CHANCE_Z:
+                above.append(float(loss))
+        if above:
+            onsets[int(D)] = max(above)
+    return onsets
 
 
-def analyse(sweep: Sweep, fit_models: list[str], sampler: SamplerSettings, *, form: str = "relu") -> tuple[dict, EmergenceFit]:
-    """Fit the law to `fit_models`' rows only, and compare its few-shot prediction with the truth
-    (the few-shot elbow fitted to every checkpoint, the held-out stronger ones included)."""
+def analyse(sweep: Sweep, fit_models: list[str], sampler: SamplerSettings, *, form: str, likelihood: str) -> tuple[dict, EmergenceFit]:
+    """Fit the law to `fit_models`' rows only (``form="auto"``: the form PSIS-LOO prefers), and
+    compare its few-shot prediction with the truth: E0 of the same form and likelihood fitted to
+    the few-shot rows of every checkpoint, the held-out stronger ones included."""
     fit_rows = sweep.subset(np.isin(sweep.models, fit_models))
-    fit = fit_emergence_law(fit_rows, form=form, sampler=sampler)
+    fit = fit_emergence_law(fit_rows, form=form, likelihood=likelihood, sampler=sampler)
     summary = fit.summary()
     predicted = summary["fewshot_emergence_loss"]
     fewshot = sweep.fewshot()
-    truth = fewshot_emergence_point(sweep, make_spec(fewshot, form=form))
+    truth = fewshot_emergence_point(sweep, make_spec(fewshot, form=fit.spec.form, likelihood=likelihood))
     error = abs(predicted["median"] - truth)
-    shots = float(np.unique(sweep.shots)[0])
     amounts = np.unique(fit_rows.train_examples[fit_rows.train_examples > 0])
     draws = fit.posterior.draws()
     law_elbows = {
         int(D): summarise(emergence_loss(np.float64(D), draws["E0"], draws["shift"], draws["alpha"], fit.spec))
         for D in amounts
     }
-    measured = elbow_per_amount(sweep, shots)
+    onsets = onset_per_amount(sweep)
     losses = np.unique(sweep.loss[np.isin(sweep.models, fit_models)])
     spacing = float(np.median(np.diff(np.sort(losses)))) if losses.size > 1 else float("nan")
     result = {
@@ -87,8 +86,9 @@ def analyse(sweep: Sweep, fit_models: list[str], sampler: SamplerSettings, *, fo
         "held_out_checkpoints": sorted(str(m) for m in set(sweep.models) - set(fit_models)),
         "law": {k: summary[k] for k in ("form", "law", "D0", "D_ref", "params", "diagnostics", "mle_log_likelihood")} | {"coefficients_mle": summary.get("law_coefficients_mle")},
         "fitted_elbow_per_D": {str(D): v for D, v in law_elbows.items()},
-        "measured_elbow_per_D": {str(D): v for D, v in measured.items()},
-        "measured_shift_per_D_nats": {str(D): v - measured[0] for D, v in measured.items() if D > 0 and 0 in measured},
+        "form_comparison": {name: {"elpd_loo": score["elpd_loo"], "elpd_diff": score["elpd_diff"], "chosen": score["chosen"]} for name, score in fit.comparison.items()},
+        "onset_loss_per_D": {str(D): v for D, v in onsets.items()},
+        "onset_shift_per_D_nats": {str(D): v - onsets[0] for D, v in onsets.items() if D > 0 and 0 in onsets},
         "fit_checkpoint_loss_spacing_nats": spacing,
     }
     return result, fit

@@ -3,7 +3,7 @@
 Stages (each skipped when its outputs exist, so a killed demo continues where it stopped):
 1. pretrain the ladder (train state checkpoints + parameter snapshots under DIR/checkpoints);
 2. held-out loss and few-shot accuracy of every snapshot -> DIR/fewshot.jsonl;
-3. finetune the strongest pre-emergence checkpoints of each rung on every D, several subsets,
+3. finetune each rung's `finetune_steps` checkpoints that are pre-emergence on every D, several subsets,
    -> DIR/finetune.jsonl (appended one checkpoint at a time);
 4. DIR/sweep.csv (all rows), the fit on pre-emergence rows only, the comparison with the held-out
    truth -> DIR/summary.json, DIR/report.html and its PNG plots.
@@ -98,12 +98,14 @@ def _finetune_stage(settings, out: Path, fewshot_rows: list[dict]) -> tuple[list
     from emergence_jax.demo.analysis import pre_emergence_models
     from emergence_jax.demo.corpus import episodes
     from emergence_jax.demo.finetune import finetune_sweep
+    from emergence_jax.demo.pretrain import checkpoint_name
     from emergence_jax.records import append_records, read_records
 
     chosen = []
     for rung in settings.rungs:
         mine = [r for r in fewshot_rows if r["rung"] == rung.name]
-        chosen += pre_emergence_models(mine)[-settings.finetune_checkpoints :]
+        candidates = {checkpoint_name(rung, step) for step in rung.finetune_steps}
+        chosen += [name for name in pre_emergence_models(mine) if name in candidates]
     if not chosen:
         raise UserError("no checkpoint of the ladder is at chance few-shot; the demo's ladder starts too late")
     path = out / "finetune.jsonl"
@@ -150,7 +152,7 @@ def run_demo(settings, out: Path) -> dict:
     finetune_rows, fit_models = _finetune_stage(settings, out, fewshot_rows)
     results_path = out / "sweep.csv"
     write_records(results_path, fewshot_rows + finetune_rows)
-    fit_inputs = hashlib.sha256(results_path.read_bytes() + repr(settings.sampler).encode()).hexdigest()
+    fit_inputs = hashlib.sha256(results_path.read_bytes() + repr((settings.sampler, settings.form, settings.likelihood)).encode()).hexdigest()
     previous = json.loads((out / "summary.json").read_text()) if (out / "summary.json").exists() else {}
     if previous.get("fit_inputs_sha256") == fit_inputs and (out / "report.html").exists():
         _log("fit and report are up to date")
@@ -158,7 +160,7 @@ def run_demo(settings, out: Path) -> dict:
     sweep = sweep_from_records(read_records(results_path), task=TASK, metric="accuracy", source=str(results_path))
     _log(f"fitting the law to {len(fit_models)} pre-emergence checkpoints ({int(np.isin(sweep.models, fit_models).sum())} rows)")
     fit_started = time.perf_counter()
-    result, fit = analyse(sweep, fit_models, settings.sampler)
+    result, fit = analyse(sweep, fit_models, settings.sampler, form=settings.form, likelihood=settings.likelihood)
     _log(f"fitted in {time.perf_counter() - fit_started:.0f} s (max R-hat {result['law']['diagnostics']['r_hat_max']:.3f})")
     summary = {
         **result,
@@ -166,6 +168,7 @@ def run_demo(settings, out: Path) -> dict:
         "task": TASK,
         "shots": settings.world.shots,
         "chance": settings.world.chance,
+        "likelihood": settings.likelihood,
         "settings": settings.name,
         "fit_inputs_sha256": fit_inputs,
         "wall_seconds": previous.get("wall_seconds", 0.0) + (time.perf_counter() - started),

@@ -6,11 +6,14 @@ induction heads, a two-layer circuit known to form abruptly during training (Ols
 before it forms, a model cannot do better than guessing which of the values shown is the answer;
 after, it copies the right one. That gives a real emergence curve against pretraining loss.
 
-Why it is rare. Finetuning can move emergence only as far as the finetuning data teaches the skill
-faster than pretraining does. Pretraining sees the skill only in task documents (a fraction
-`task_fraction` of sequences) and, inside them, only at repeated keys; a finetuning example is
-nothing but recall targets. The rarer the task in pretraining, the more pretraining steps one
-finetuning step is worth, so the shift of the elbow grows (measured in the demo's report).
+Why finetuning moves emergence, and why by more with more data. Pretraining sees the skill only
+in task documents (a fraction `task_fraction` of sequences) and, inside them, only at repeated
+keys; a finetuning step is nothing but recall targets, so it builds the circuit faster than a
+pretraining step does. How much of that lands depends on D: a run draws 32 × steps episodes from
+its first D, so with small D it can lower its training loss by memorising those episodes instead of
+learning to recall, and only a checkpoint already close to forming the circuit generalises. The
+larger D, the further from emergence a checkpoint can be and still be finetuned into recall, so
+the finetuned elbow moves to higher loss as D grows (measured per D in the demo's report).
 
 Token layout (vocabulary 97): 0 = BOS, 1..64 background, 65..80 keys, 81..96 values.
 - Background sequence: a first-order Markov chain over the 64 background tokens; each row of the

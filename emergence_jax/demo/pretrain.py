@@ -31,7 +31,8 @@ from emergence_jax.train.step import setup_training
 
 @dataclasses.dataclass(frozen=True)
 class Rung:
-    """One model of the ladder: its width, depth and which steps to keep as checkpoints."""
+    """One model of the ladder: its width, depth, which steps to keep as checkpoints, and which of
+    those to finetune (each only if its few-shot accuracy turns out to be at chance)."""
 
     name: str
     hidden_size: int
@@ -39,7 +40,12 @@ class Rung:
     num_heads: int
     steps: int
     checkpoint_steps: tuple[int, ...]
+    finetune_steps: tuple[int, ...] = ()
     seed: int = 0
+
+    def __post_init__(self):
+        if not set(self.finetune_steps) <= set(self.checkpoint_steps):
+            raise ValueError(f"{self.name}: finetune_steps must be checkpoint steps")
 
     def config(self) -> LlamaConfig:
         return LlamaConfig(

@@ -19,7 +19,7 @@ FIGURES = {
     "fewshot_vs_loss.png": "Few-shot accuracy of every checkpoint against pretraining loss (grey band: chance ± 2 binomial SE)",
     "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes (mean of the subsets) against pretraining loss",
     "fit.png": "The emergence law fitted to pre-emergence checkpoints only, extrapolated to few-shot (D0)",
-    "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, measured elbows per D, and the held-out truth",
+    "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, the measured onset per D, and the held-out truth",
     "emergence_cdf.png": "Posterior CDF of the predicted few-shot emergence loss",
 }
 
@@ -89,8 +89,8 @@ def plot_prediction(fit: EmergenceFit, result: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6.5, 4))
     ax.fill_between(grid, np.percentile(curves, 5, axis=0), np.percentile(curves, 95, axis=0), color="crimson", alpha=0.2, label="fitted E(D), 90% band")
     ax.plot(grid, np.median(curves, axis=0), color="crimson")
-    measured = {int(k): v for k, v in result["measured_elbow_per_D"].items() if int(k) > 0}
-    ax.scatter(list(measured), list(measured.values()), color="navy", zorder=3, label="elbow fitted to each D alone")
+    onsets = {int(k): v for k, v in result["onset_loss_per_D"].items() if int(k) > 0}
+    ax.scatter(list(onsets), list(onsets.values()), color="navy", zorder=3, label="measured onset: highest loss above chance")
     predicted = result["predicted_fewshot_emergence_loss"]
     ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
     ax.scatter([spec.D0], [result["true_fewshot_emergence_loss"]], marker="*", s=160, color="black", zorder=4, label=f"held-out truth {result['true_fewshot_emergence_loss']:.3f}")
@@ -136,10 +136,14 @@ def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: 
     )
     shifts = _table(
         [
-            [D, _fmt(result["measured_elbow_per_D"].get(D)), _fmt(result["measured_shift_per_D_nats"].get(D)), _fmt(result["fitted_elbow_per_D"].get(D, {}).get("median"))]
-            for D in sorted(result["measured_elbow_per_D"], key=int)
+            [D, _fmt(result["onset_loss_per_D"].get(D)), _fmt(result["onset_shift_per_D_nats"].get(D)), _fmt(result["fitted_elbow_per_D"].get(D, {}).get("median"))]
+            for D in sorted(set(result["onset_loss_per_D"]) | set(result["fitted_elbow_per_D"]), key=int)
         ],
-        ["D", "elbow fitted to this D alone", "shift vs few-shot (nats)", "law's E(D) (median)"],
+        ["D", "onset: highest loss above chance (nats)", "onset shift vs few-shot (nats)", "law's E(D) (median)"],
+    )
+    forms = _table(
+        [[name, _fmt(score["elpd_loo"], 1), _fmt(score["elpd_diff"], 1), score["chosen"]] for name, score in result["form_comparison"].items()],
+        ["performance form", "PSIS-LOO elpd", "difference to the chosen", "chosen"],
     )
     figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>' for name, caption in FIGURES.items())
     page = f"""<!doctype html>
@@ -149,11 +153,14 @@ def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: 
 <h1>Predicting emergence by finetuning: the demo</h1>
 <p>Tiny LLaMA models pretrained on a seeded synthetic corpus; the task is in-context key&rarr;value recall
 ({html.escape(result['task'])}, {result['shots']}-shot, chance {result['chance']}). The law was fitted only to checkpoints whose
-few-shot accuracy is at chance; the truth is the few-shot elbow fitted to every checkpoint. Results file:
+few-shot accuracy is at chance ({html.escape(result['law']['form'])} form, {html.escape(result['likelihood'])} likelihood); the truth is E0 of the same
+form fitted to the few-shot rows of every checkpoint. Results file:
 <code>{html.escape(result['results_path'])}</code>. Wall time {result['wall_seconds']:.0f} s.</p>
 {headline}
-<h2>Shift of the elbow with finetuning data</h2>
+<h2>Shift of emergence with finetuning data</h2>
 {shifts}
+<h2>Performance forms compared</h2>
+{forms}
 {figures}
 <h2>summary.json</h2><pre>{html.escape(json.dumps(result, indent=1)[:20000])}</pre>
 </body></html>
