@@ -1,5 +1,5 @@
 """From the demo's results rows to its findings: which checkpoints are pre-emergence, the law fitted
-to those only, the held-out truth, and how far finetuning moved the elbow for each D."""
+to those only, the held-out truth, and where emergence starts for each D."""
 
 from __future__ import annotations
 

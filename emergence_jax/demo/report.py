@@ -17,7 +17,7 @@ from emergence_jax.laws.sweep import Sweep
 FIGURES = {
     "ladder_loss.png": "Held-out pretraining loss of every rung against training step",
     "fewshot_vs_loss.png": "Few-shot accuracy of every checkpoint against pretraining loss (grey band: chance ± 2 binomial SE)",
-    "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes (mean of the subsets) against pretraining loss",
+    "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes against pretraining loss: lines are subset means, one line style per rung",
     "fit.png": "The emergence law fitted to pre-emergence checkpoints only, extrapolated to few-shot (D0)",
     "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, the measured onset per D, and the held-out truth",
     "emergence_cdf.png": "Posterior CDF of the predicted few-shot emergence loss",
@@ -63,17 +63,22 @@ def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float, path: Pa
 
 
 def plot_finetuned(sweep: Sweep, path: Path) -> None:
+    """Accuracy against loss per D (colour), one line per rung (line style), subsets as dots."""
     plt = _pyplot()
     amounts = np.unique(sweep.train_examples)
     colours = plt.cm.viridis(np.linspace(0.1, 0.9, max(amounts.size - 1, 1)))
+    rungs = np.array([model.split("@")[0] for model in sweep.models])
+    styles = dict(zip(sorted(set(rungs)), ["-", "--", ":", "-."] * 4))
     fig, ax = plt.subplots(figsize=(6.5, 4))
     for index, D in enumerate(amounts):
-        rows = sweep.subset(sweep.train_examples == D)
-        losses = np.unique(rows.loss)
-        mean = [rows.accuracy[rows.loss == L].mean() for L in losses]
         colour = "black" if D == 0 else colours[index - 1]
-        ax.plot(losses, mean, marker="o", ms=3, color=colour, label="few-shot" if D == 0 else f"D = {int(D)}")
-        ax.scatter(rows.loss, rows.accuracy, s=6, color=colour, alpha=0.5)
+        for rung, style in styles.items():
+            rows = sweep.subset((sweep.train_examples == D) & (rungs == rung))
+            losses = np.unique(rows.loss)
+            mean = [rows.accuracy[rows.loss == L].mean() for L in losses]
+            label = ("few-shot" if D == 0 else f"D = {int(D)}") + f", {rung}"
+            ax.plot(losses, mean, marker="o", ms=3, color=colour, ls=style, label=label)
+            ax.scatter(rows.loss, rows.accuracy, s=6, color=colour, alpha=0.5)
     ax.axhline(float(sweep.chance[0]), color="grey", ls=":")
     ax.set_xlim(sweep.loss.max() + 0.005, sweep.loss.min() - 0.005)
     _save(fig, ax, "pretraining loss (nats/token)", "accuracy", path)
@@ -91,6 +96,8 @@ def plot_prediction(fit: EmergenceFit, result: dict, path: Path) -> None:
     ax.plot(grid, np.median(curves, axis=0), color="crimson")
     onsets = {int(k): v for k, v in result["onset_loss_per_D"].items() if int(k) > 0}
     ax.scatter(list(onsets), list(onsets.values()), color="navy", zorder=3, label="measured onset: highest loss above chance")
+    if "0" in result["onset_loss_per_D"]:
+        ax.axhline(result["onset_loss_per_D"]["0"], color="navy", ls=":", lw=1, label="few-shot onset (all checkpoints)")
     predicted = result["predicted_fewshot_emergence_loss"]
     ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
     ax.scatter([spec.D0], [result["true_fewshot_emergence_loss"]], marker="*", s=160, color="black", zorder=4, label=f"held-out truth {result['true_fewshot_emergence_loss']:.3f}")
