@@ -4,8 +4,6 @@ properties the README claims for it, recomputed from its rows."""
 import re
 from pathlib import Path
 
-import numpy as np
-
 from emergence_jax.demo.analysis import chance_z, onset_per_amount, pre_emergence_models
 from emergence_jax.demo.settings import DEFAULT
 from emergence_jax.laws.options import example_path
