@@ -14,6 +14,8 @@ its first D, so with small D it can lower its training loss by memorising those 
 learning to recall, and only a checkpoint already close to forming the circuit generalises. The
 larger D, the further from emergence a checkpoint can be and still be finetuned into recall, so
 the finetuned elbow moves to higher loss as D grows (measured per D in the demo's report).
+Measured at d48 step 2500 of the default run, 800 steps: D = 64 ends at training loss 0.000 with
+held-out accuracy 0.24 (memorised); D = 1024 at 0.21–0.25 with 0.29; D = 16384 at 0.001 with 1.0.
 
 Token layout (vocabulary 97): 0 = BOS, 1..64 background, 65..80 keys, 81..96 values.
 - Background sequence: a first-order Markov chain over the 64 background tokens; each row of the
