@@ -45,7 +45,11 @@ def _log(message: str) -> None:
 
 
 def _check_settings(out: Path, fingerprint: dict) -> None:
+    if out.exists() and not out.is_dir():
+        raise UserError(f"{out}: --out must be a folder (a new one, or a demo run to resume), not a file")
     path = out / "settings.json"
+    if not path.exists() and out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: is a non-empty folder that holds no demo run; choose a new --out")
     if path.exists():
         if json.loads(path.read_text()) != fingerprint:
             raise UserError(f"{out}: holds a demo run made with other settings; choose a new --out")
