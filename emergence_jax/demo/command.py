@@ -48,12 +48,12 @@ def _check_settings(out: Path, fingerprint: dict) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"{out}: --out must be a folder (a new one, or a demo run to resume), not a file")
     path = out / "settings.json"
-    if not path.exists() and out.is_dir() and any(out.iterdir()):
-        raise UserError(f"{out}: is a non-empty folder that holds no demo run; choose a new --out")
     if path.exists():
         if json.loads(path.read_text()) != fingerprint:
             raise UserError(f"{out}: holds a demo run made with other settings; choose a new --out")
         return
+    if out.is_dir() and any(out.iterdir()):
+        raise UserError(f"{out}: is a non-empty folder that holds no demo run; choose a new --out")
     out.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(fingerprint, indent=1))

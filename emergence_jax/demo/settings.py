@@ -35,8 +35,8 @@ class DemoSettings:
     def fingerprint(self) -> dict:
         """What the cached stages depend on; a run directory made with other settings is refused.
         The fit's settings are left out: changing them only redoes the fit."""
-        fields = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("form", "likelihood")}
-        return json_safe(fields | {"sampler": None})
+        fit_settings = ("form", "likelihood", "sampler")
+        return json_safe({k: v for k, v in dataclasses.asdict(self).items() if k not in fit_settings})
 
 
 def json_safe(value):
