@@ -71,6 +71,21 @@ def make_mesh(data: int = 1, fsdp: int = -1, tensor: int = 1, *, devices: Sequen
     return jax.make_mesh(tuple(sizes), MESH_AXES, axis_types=(AxisType.Auto,) * 3, devices=devices)
 
 
+def parse_mesh(text: str | None, *, devices: Sequence[jax.Device] | None = None) -> Mesh:
+    """A mesh from a `--mesh` value such as `fsdp=4,tensor=2` (axes not named are 1; one size may
+    be -1, "all remaining devices"). Empty or None: every device on `fsdp`."""
+    sizes = {"data": 1, "fsdp": 1, "tensor": 1} if text else {"data": 1, "fsdp": -1, "tensor": 1}
+    for part in filter(None, (p.strip() for p in (text or "").split(","))):
+        name, sep, value = part.partition("=")
+        if not sep or name.strip() not in sizes:
+            raise UserError(f"--mesh {text}: {part!r} is not axis=size; use e.g. fsdp=4,tensor=2 with axes {', '.join(MESH_AXES)}")
+        try:
+            sizes[name.strip()] = int(value)
+        except ValueError:
+            raise UserError(f"--mesh {text}: size {value!r} of {name.strip()} is not an integer") from None
+    return make_mesh(sizes["data"], sizes["fsdp"], sizes["tensor"], devices=devices)
+
+
 def rules_from_config(value: Mapping[str, Any] | Iterable[Sequence[Any]] | None) -> tuple[tuple[str, Any], ...]:
     """Rules from a config: a mapping `{logical: mesh_axis}` or a list of pairs; lists become tuples.
 
