@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jax
@@ -64,8 +64,12 @@ def run_finetuning(
     pad_id: int = 0,
     rules: sharding.Rules = sharding.DEFAULT_RULES,
     progress: bool = True,
+    on_step: Callable[[int, Training], None] | None = None,
 ) -> FinetuneOutcome:
-    """Finetune `model` (modified in place by LoRA wrapping when enabled) on `examples`."""
+    """Finetune `model` (modified in place by LoRA wrapping when enabled) on `examples`.
+
+    `on_step(steps_done, training)`, when given, runs after every step (e.g. to keep parameter
+    snapshots at chosen steps; it must not step `training` itself)."""
     run_dir = Path(run_dir)
     plan = make_batch_plan(config, examples, mesh, pad_id)
     trainable = nnx.Param
@@ -91,6 +95,8 @@ def run_finetuning(
                 batch = _device_batch(plan.batch(step), training.step.batch_sharding)
                 training.state, metrics = training.step(training.state, training.frozen, batch)
                 done = step + 1
+                if on_step is not None:
+                    on_step(done, training)
                 if done % max(config.log_every_steps, 1) == 0 or done == plan.total_steps:
                     last = {k: float(v) for k, v in jax.device_get(metrics).items()}
                     elapsed = time.perf_counter() - timer
