@@ -34,6 +34,15 @@ run() {
   fi
 }
 
+# The sweep config must be a file of this checkout, named relative to its root (the remote runs in
+# its copy of the checkout); a typo fails here, before any machine is created.
+check_config() {
+  local config=$1 root
+  root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+  [[ ${config} != /* ]] || die "--config ${config}: give the path inside this checkout, e.g. configs/paper/open_llama_v1.yaml"
+  [[ -f ${root}/${config} ]] || die "--config ${config}: no such file in ${root}; see configs/ and configs/paper/"
+}
+
 # Pack the working tree (tracked files and untracked ones git does not ignore) into a tarball.
 make_archive() {
   local archive=$1 root

@@ -73,6 +73,7 @@ if [[ -n ${HOST} ]]; then
 else
   [[ -n ${NAME} && -n ${ZONE} ]] || die "give --name and --zone (a new VM) or --host (an existing machine)"
 fi
+check_config "${CONFIG}"
 OUTPUT=${OUTPUT:-runs/${NAME}}
 RESULTS=${RESULTS:-results/${NAME}}
 ARCHIVE="${TMPDIR:-/tmp}/emergence_jax-src-${NAME}.tar.gz"

@@ -82,6 +82,7 @@ RESULTS=${RESULTS:-results/${NAME}}
 if [[ ${HOSTS} -gt 1 && ${OUTPUT} != gs://* ]]; then
   die "--accelerator-type ${TYPE} has ${HOSTS} workers; give a gs:// --output that all of them share"
 fi
+check_config "${CONFIG}"
 ARCHIVE="${TMPDIR:-/tmp}/emergence_jax-src-${NAME}.tar.gz"
 FLAGS=(--zone="${ZONE}")
 [[ -n ${PROJECT} ]] && FLAGS+=(--project="${PROJECT}")

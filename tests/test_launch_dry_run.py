@@ -1,6 +1,8 @@
 """launch/*.sh --dry-run: the exact command lines for one TPU host, a 4-worker TPU pod and one GPU
-machine; bad options are refused before anything runs; the scripts pass shellcheck."""
+machine; bad options (a config that is not in the checkout included) are refused before anything
+runs; every config the code, scripts and tests name exists; the scripts pass shellcheck."""
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -99,6 +101,9 @@ def test_gpu_machine(tmp_path):
         ("tpu_vm.sh", ["--name", "p", "--zone", "z", "--config", "c.yaml", "--bogus", "1"], "unknown option --bogus"),
         ("gpu_vm.sh", ["--config", "c.yaml"], "give --name and --zone"),
         ("gpu_vm.sh", ["--name", "g", "--zone"], "--zone needs a value"),
+        ("tpu_vm.sh", ["--name", "p", "--zone", "z", "--config", "configs/paper/no_such.yaml"], "--config configs/paper/no_such.yaml: no such file"),
+        ("gpu_vm.sh", ["--name", "g", "--zone", "z", "--config", "configs/no_such.yaml"], "--config configs/no_such.yaml: no such file"),
+        ("gpu_vm.sh", ["--name", "g", "--zone", "z", "--config", str(ROOT / "configs" / "sweep_tiny.yaml")], "give the path inside this checkout"),
     ],
 )
 def test_bad_options_are_refused_before_any_command(script, args, message, tmp_path):
@@ -111,3 +116,14 @@ def test_scripts_pass_shellcheck():
     scripts = sorted(str(path) for path in LAUNCH.glob("*.sh"))
     result = subprocess.run(["shellcheck", "-x", *scripts], cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout
+
+
+def test_every_config_named_in_code_scripts_and_tests_exists():
+    named = set()
+    for folder in ("emergence_jax", "launch", "tests"):
+        for path in (ROOT / folder).rglob("*"):
+            if path.suffix in {".py", ".sh", ".yaml", ".md"} and path.is_file():
+                named |= set(re.findall(r"\bconfigs/[\w/.-]*?\w\.yaml\b", path.read_text(errors="ignore")))
+    named = {name for name in named if "*" not in name and "no_such" not in name}
+    assert "configs/paper/open_llama_v1_mmlu.yaml" in named and "configs/sweep_tiny.yaml" in named
+    assert sorted(name for name in named if not (ROOT / name).is_file()) == []
