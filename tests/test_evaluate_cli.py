@@ -75,7 +75,7 @@ def test_pretrain_loss_then_evaluate_writes_consistent_records(checkpoint, data_
     assert 0 < loss["pretrain_loss"] < 10 and loss["tokens"] > 50 and loss["bits_per_byte"] > 0
 
     out = tmp_path / "results.jsonl"
-    common = ["--model", str(folder), "--data-dir", data_dir, "--pretrain-loss", str(loss_file), "--out", str(out)]
+    common = ["--model", str(folder), "--data-dir", data_dir, "--pretrain-loss-file", str(loss_file), "--out", str(out)]
     _run(command, [*common, "--task", "mmlu", "--shots", "1", "--limit", "3", "--batch-size", "4"])
     rows = {row["metric"]: row for row in read_records(out)}
     assert set(rows) == {"accuracy", "length_normalized_accuracy"}
@@ -119,11 +119,56 @@ def test_user_errors_name_the_problem(checkpoint, data_dir, tmp_path):
         _run(command, ["--model", str(tmp_path / "missing"), "--task", "mmlu", *common])
     with pytest.raises(UserError, match="unknown task"):
         _run(command, ["--model", str(folder), "--task", "hellaswag", *common])
-    with pytest.raises(UserError, match="pretrain-loss"):
-        _run(command, ["--model", str(folder), "--task", "mmlu", "--data-dir", data_dir, "--pretrain-loss", "nope.json", "--out", str(tmp_path / "r.jsonl")])
+    with pytest.raises(UserError, match="pretrain-loss-file"):
+        _run(command, ["--model", str(folder), "--task", "mmlu", "--data-dir", data_dir, "--pretrain-loss-file", "nope.json", "--out", str(tmp_path / "r.jsonl")])
+    with pytest.raises(SystemExit):  # a loss is a number; a file goes to --pretrain-loss-file (no guessing)
+        _run(command, ["--model", str(folder), "--task", "mmlu", "--data-dir", data_dir, "--pretrain-loss", "loss.json", "--out", str(tmp_path / "r.jsonl")])
+    with pytest.raises(UserError, match="--mesh"):
+        _run(command, ["--model", str(folder), "--task", "mmlu", *common, "--mesh", "fsdp=3"])
     with pytest.raises(UserError, match=r"\.csv or \.jsonl"):
         _run(command, ["--model", str(folder), "--task", "mmlu", "--data-dir", data_dir, "--pretrain-loss", "2.5", "--out", str(tmp_path / "r.txt")])
     with pytest.raises(UserError, match="JSON"):
         _run(pretrain_loss_command, ["--model", str(folder), "--corpus", "x.txt", "--out", str(tmp_path / "loss.csv")])
     assert not (tmp_path / "r.jsonl").exists()
-    assert np.isfinite(command.read_pretrain_loss("2.5")[0])
+
+
+def test_evaluation_on_an_8_device_mesh_equals_one_device_and_splits_every_matrix(checkpoint, data_dir, tmp_path):
+    import jax
+
+    from emergence_jax.sharding import parse_mesh
+
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices: XLA_FLAGS=--xla_force_host_platform_device_count=8")
+    folder, _ = checkpoint
+    mesh = parse_mesh("fsdp=4,tensor=2")
+    single = load_model_for_evaluation(folder, progress=False)
+    sharded = load_model_for_evaluation(folder, mesh=mesh, progress=False)
+    # No parameter matrix is whole on any device; only 1-D norm scales are replicated.
+    from flax import nnx
+
+    total_bytes, per_device = 0, {}
+    for path, variable in nnx.to_flat_state(nnx.state(sharded.model, nnx.Param)):
+        value = variable.get_value()
+        total_bytes += value.nbytes
+        for shard in value.addressable_shards:
+            per_device[shard.device] = per_device.get(shard.device, 0) + shard.data.nbytes
+            if value.ndim >= 2:
+                assert shard.data.size < value.size, f"{path}: whole on {shard.device} ({value.sharding.spec})"
+    assert len(per_device) == 8 and max(per_device.values()) < total_bytes / 4
+    rows = {}
+    for name, loaded in (("single", single), ("sharded", sharded)):
+        rows[name] = command.evaluate_checkpoint(
+            loaded, None, "mmlu", pretrain_loss=2.5, model_id="tiny", shots=1, data_dir=data_dir, limit=5, batch_size=3
+        )
+    for one, eight in zip(rows["single"], rows["sharded"], strict=True):
+        assert one["metric"] == eight["metric"] and one["accuracy"] == eight["accuracy"] and set(one) == set(eight)
+        for key in {"brier", "correct_prob", "logprob"} & set(one):
+            assert eight[key] == pytest.approx(one[key], rel=1e-5, abs=1e-6)
+    assert rows["single"][0]["metric"] == "accuracy" and "logprob" in rows["single"][0]
+    # The command line: --mesh and --param-dtype bfloat16 load onto the mesh in bf16 and write rows.
+    out = tmp_path / "mesh.jsonl"
+    _run(command, ["--model", str(folder), "--task", "mmlu", "--data-dir", data_dir, "--pretrain-loss", "2.5", "--out", str(out),
+                   "--shots", "1", "--limit", "5", "--mesh", "fsdp=4,tensor=2", "--param-dtype", "bfloat16", "--batch-size", "3"])
+    bf16_rows = read_records(out)
+    assert [r["metric"] for r in bf16_rows] == [r["metric"] for r in rows["single"]]
+    assert abs(bf16_rows[0]["logprob"] - rows["single"][0]["logprob"]) < 0.05 * abs(rows["single"][0]["logprob"])

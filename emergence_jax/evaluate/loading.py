@@ -1,7 +1,9 @@
-"""Load a checkpoint folder once for evaluation: model, tokenizer, compiled scorer, context size."""
+"""Load a checkpoint once for evaluation: model (on a mesh if asked), tokenizer, compiled scorer,
+context size; and the `--mesh` / `--param-dtype` options every evaluation command shares."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 from pathlib import Path
 from typing import Any
@@ -12,7 +14,7 @@ from emergence_jax.evaluate.scoring import QueryScorer, pure_language_model
 
 @dataclasses.dataclass
 class LoadedModel:
-    """Everything an evaluation needs from one checkpoint folder."""
+    """Everything an evaluation needs from one checkpoint; `mesh` is None on a single device."""
 
     model: Any
     config: Any
@@ -20,6 +22,44 @@ class LoadedModel:
     scorer: QueryScorer
     max_length: int
     model_id: str
+    mesh: Any = None
+
+    @classmethod
+    def from_model(cls, model, tokenizer, *, model_id: str, mesh=None) -> LoadedModel:
+        """Wrap a model already in memory (e.g. a finetuned, sharded one); nothing is copied."""
+        return cls(
+            model=model,
+            config=model.config,
+            tokenizer=tokenizer,
+            scorer=QueryScorer(pure_language_model(model), mesh=mesh),
+            max_length=int(model.config.max_position_embeddings),
+            model_id=model_id,
+            mesh=mesh,
+        )
+
+
+def add_device_arguments(parser: argparse.ArgumentParser) -> None:
+    """`--mesh`, `--param-dtype` and `--compute-dtype`, shared by evaluate, pretrain-loss and pass-until."""
+    parser.add_argument(
+        "--mesh", default=None,
+        help="shard the model over a device mesh, e.g. fsdp=8 or fsdp=4,tensor=2 (axes data, fsdp, tensor; -1 = the remaining "
+        "devices); batches split over data x fsdp. Default: one device",
+    )
+    parser.add_argument("--param-dtype", choices=("float32", "bfloat16"), default="float32", help="dtype the weights are held in on the devices")
+    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32", help="activation dtype")
+
+
+def mesh_from_arguments(args: argparse.Namespace):
+    """The mesh `--mesh` names (`sharding.parse_mesh`), or None when it is not given."""
+    from emergence_jax.sharding import parse_mesh
+
+    if args.mesh is None:
+        return None
+    try:
+        return parse_mesh(args.mesh)
+    except UserError as err:
+        message = str(err)
+        raise UserError(message if message.startswith("--mesh") else f"--mesh {args.mesh}: {message}; name sizes whose product is the device count, or -1 for one axis") from None
 
 
 def check_model_folder(path: str | Path) -> Path:
@@ -33,25 +73,29 @@ def check_model_folder(path: str | Path) -> Path:
     return folder
 
 
-def load_model_for_evaluation(path: str | Path, *, compute_dtype: str = "float32") -> LoadedModel:
+def load_model_for_evaluation(
+    path: str | Path,
+    *,
+    compute_dtype: str = "float32",
+    param_dtype: str = "float32",
+    mesh=None,
+    progress: bool = True,
+) -> LoadedModel:
     """Read `path` (HF `config.json`, safetensors weights, tokenizer files) into a `LoadedModel`.
 
-    `max_length` is the model's context window (`max_position_embeddings`), in tokens.
+    With a `mesh`, each tensor is read on the host one at a time and placed straight onto its
+    `NamedSharding` (each device receives only its slice), in `param_dtype`; no whole parameter
+    tree is ever on one device. `max_length` is the model's context window, in tokens.
     """
+    import jax
     import jax.numpy as jnp
 
     from emergence_jax.checkpoints.hf import load_hf_model
     from emergence_jax.checkpoints.tokenizer import load_tokenizer
 
     folder = check_model_folder(path)
-    model = load_hf_model(folder, dtype=getattr(jnp, compute_dtype))
-    config = model.config
-    tokenizer = load_tokenizer(folder)
-    return LoadedModel(
-        model=model,
-        config=config,
-        tokenizer=tokenizer,
-        scorer=QueryScorer(pure_language_model(model)),
-        max_length=int(config.max_position_embeddings),
-        model_id=folder.resolve().name,
+    model = load_hf_model(
+        folder, dtype=getattr(jnp, compute_dtype), param_dtype=getattr(jnp, param_dtype), mesh=mesh,
+        progress=progress and jax.process_index() == 0,
     )
+    return LoadedModel.from_model(model, load_tokenizer(folder), model_id=folder.resolve().name, mesh=mesh)

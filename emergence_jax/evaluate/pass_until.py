@@ -40,7 +40,6 @@ import dataclasses
 import json
 import math
 import os
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
@@ -49,6 +48,7 @@ import numpy as np
 from scipy import stats
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import write_json
 
 STATE_FORMAT = "emergence_jax/pass_until/1"
 
@@ -162,9 +162,18 @@ def run_pass_until(
         if not any(_unresolved(inst, r, max_samples) for inst in instances):
             state["finished"] = True
             state["results"] = [{"id": i["id"]} | _as_record(e) for i, e in zip(instances, estimates_from_state(state))]
-        write_json_atomic(state_path, state)
+        if _writes_files():
+            write_json(state_path, state, indent=1)
         _report(progress, state, r, max_samples)
     return state
+
+
+def _writes_files() -> bool:
+    """Whether this process writes the state file: the only one, or process 0 of a multi-host job
+    (every process samples the same completions, so they hold the same state)."""
+    import sys
+
+    return "jax" not in sys.modules or sys.modules["jax"].process_index() == 0
 
 
 def estimates_from_state(state: dict[str, Any]) -> list[PassUntilEstimate]:
@@ -189,22 +198,6 @@ def read_state(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict) or state.get("format") != STATE_FORMAT:
         raise UserError(f"{path}: not a PassUntil results file (field 'format' must be {STATE_FORMAT!r})")
     return state
-
-
-def write_json_atomic(path: str | os.PathLike, obj: Any) -> None:
-    """Write JSON to a temporary file in the same folder, fsync it, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=1)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _load_or_init_state(path: Path, settings: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:

@@ -123,6 +123,9 @@ def program_verifier(*, time_limit_s: float = 4.0, memory_limit_mb: int = 512) -
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from emergence_jax.evaluate.command import add_pretrain_loss_arguments
+    from emergence_jax.evaluate.loading import add_device_arguments
+
     parser.add_argument("--model", required=True, help="checkpoint folder (Hugging Face config.json + safetensors + tokenizer)")
     parser.add_argument("--task", required=True, help="a generation or code task, e.g. gsm8k, apps")
     parser.add_argument("--out", required=True, help="PassUntil state/results file (.json); an existing one with the same settings is resumed")
@@ -137,20 +140,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=None, help="use a seeded subset of N instances")
     parser.add_argument("--seed", type=int, default=0, help="seed for in-context examples and sampling")
     parser.add_argument("--params", type=float, default=None, help="parameter count N recorded for the scaling law (default: counted from config.json)")
-    parser.add_argument("--pretrain-loss", default=None, help="pretraining loss (nats/token) or the JSON file `emergence-jax pretrain-loss` wrote; recorded for --x pretrain_loss")
+    add_pretrain_loss_arguments(parser, required=False)
     parser.add_argument("--model-id", default=None, help="checkpoint id recorded in the results (default: the folder's name)")
     parser.add_argument("--confidence", type=float, default=0.9, help="interval level (default 0.9)")
     parser.add_argument("--time-limit", type=float, default=4.0, help="code tasks: seconds per test case")
     parser.add_argument("--memory-limit", type=int, default=512, help="code tasks: MiB per test case")
-    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32", help="activation dtype")
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from tqdm.auto import tqdm
 
     from emergence_jax.data import tasks
-    from emergence_jax.evaluate.command import read_pretrain_loss
-    from emergence_jax.evaluate.loading import load_model_for_evaluation
+    from emergence_jax.evaluate.command import pretrain_loss_from_arguments
+    from emergence_jax.evaluate.loading import load_model_for_evaluation, mesh_from_arguments
     from emergence_jax.evaluate.pass_until import estimates_from_state, run_pass_until
     from emergence_jax.models import count_params
 
@@ -173,7 +176,9 @@ def run(args: argparse.Namespace) -> int:
     prompts = tasks.eval_prompts(args.task, data_dir=args.data_dir, shots=shots, seed=args.seed, limit=args.limit, **split_kwargs)
     if not prompts:
         raise UserError(f"--task {args.task}: no evaluation examples found; check --data-dir and --split")
-    loaded = load_model_for_evaluation(args.model, compute_dtype=args.compute_dtype)
+    loaded = load_model_for_evaluation(
+        args.model, compute_dtype=args.compute_dtype, param_dtype=args.param_dtype, mesh=mesh_from_arguments(args)
+    )
     metadata: dict[str, Any] = {
         "model": args.model_id or loaded.model_id,
         "task": args.task,
@@ -181,10 +186,11 @@ def run(args: argparse.Namespace) -> int:
         "params": float(args.params) if args.params is not None else float(count_params(loaded.config)),
         "max_new_tokens": args.max_new_tokens,
     }
-    if args.pretrain_loss is not None:
-        metadata["pretrain_loss"], corpus = read_pretrain_loss(args.pretrain_loss)
-        if corpus:
-            metadata["loss_corpus"] = corpus
+    loss, corpus = pretrain_loss_from_arguments(args)
+    if loss is not None:
+        metadata["pretrain_loss"] = loss
+    if corpus:
+        metadata["loss_corpus"] = corpus
     sampler = ModelSampler(loaded.model, loaded.tokenizer, max_new_tokens=args.max_new_tokens, max_length=loaded.max_length, batch_size=args.batch_size)
     bar = tqdm(total=len(prompts), desc="pass-until", unit="instance")
 

@@ -2,21 +2,23 @@
 
 Writes a JSON object (`--out FILE.json`) with `model`, `loss_corpus`, `pretrain_loss` (nats/token),
 `tokens`, `bits_per_byte` and `text_bytes`; `emergence-jax evaluate --pretrain-loss FILE.json`
-copies the loss into every results row it writes.
+copies the loss into every results row it writes. `measure_pretrain_loss` is the same measurement
+on a model in memory. With `--mesh` the model is loaded onto the mesh; in a multi-host job every
+process runs the command and only process 0 writes the file.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import write_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from emergence_jax.evaluate.loading import add_device_arguments
+
     parser.add_argument("--model", required=True, help="checkpoint folder (Hugging Face config.json + safetensors + tokenizer)")
     parser.add_argument("--corpus", required=True, nargs="+", help="held-out text: .txt / .jsonl files, folders of them, or a prepared TFDS dataset name")
     parser.add_argument("--text-field", default="text", help="field holding the text in .jsonl lines / TFDS examples")
@@ -27,44 +29,62 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence-length", type=int, default=2049, help="tokens per packed row, scoring all but the first (capped at the model's context + 1)")
     parser.add_argument("--max-tokens", type=int, default=None, help="score at most this many tokens of the corpus")
     parser.add_argument("--batch-size", type=int, default=8, help="sequences per forward pass")
-    parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32", help="activation dtype")
-
-
-def write_json_atomically(path: Path, payload: dict) -> None:
-    """Write `payload` to `path` through a temporary file and a rename: never half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8")
-    try:
-        with handle:
-            json.dump(payload, handle, indent=2)
-            handle.write("\n")
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    add_device_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
-    from emergence_jax.data.corpus import load_pretrain_corpus
-    from emergence_jax.evaluate.loading import check_model_folder, load_model_for_evaluation
-    from emergence_jax.evaluate.pretrain_loss import pretrain_loss
+    import jax
+
+    from emergence_jax.evaluate.loading import check_model_folder, load_model_for_evaluation, mesh_from_arguments
 
     out = Path(args.out)
     if out.suffix.lower() != ".json":
         raise UserError(f"--out {out}: the pretraining loss is written as JSON; use a .json file name")
     check_model_folder(args.model)
-    loaded = load_model_for_evaluation(args.model, compute_dtype=args.compute_dtype)
-    sequence_length = min(args.sequence_length, loaded.max_length + 1)
+    mesh = mesh_from_arguments(args)
+    loaded = load_model_for_evaluation(args.model, compute_dtype=args.compute_dtype, param_dtype=args.param_dtype, mesh=mesh)
+    payload = measure_pretrain_loss(
+        loaded, args.corpus, model_id=args.model_id or loaded.model_id, text_field=args.text_field, data_dir=args.data_dir,
+        split=args.split, sequence_length=args.sequence_length, max_tokens=args.max_tokens, batch_size=args.batch_size, progress=True,
+    )
+    if jax.process_index() == 0:
+        write_json(out, payload)
+        print(f"{payload['model']}: {payload['pretrain_loss']:.4f} nats/token over {payload['tokens']} tokens -> {out}")
+    return 0
+
+
+def measure_pretrain_loss(
+    loaded,
+    corpus_paths,
+    *,
+    model_id: str,
+    text_field: str = "text",
+    data_dir: str | None = None,
+    split: str = "validation",
+    sequence_length: int = 2049,
+    max_tokens: int | None = None,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> dict:
+    """The `pretrain-loss` JSON payload (loss in nats/token, tokens, bits/byte, corpus name) of a
+    `LoadedModel` (`evaluate.loading`) on a held-out corpus; `sequence_length` is capped at the
+    model's context + 1. Every process of a multi-host job calls it and gets the same payload."""
+    import jax
+
+    from emergence_jax.data.corpus import load_pretrain_corpus
+    from emergence_jax.evaluate.pretrain_loss import pretrain_loss
+
+    sequence_length = min(sequence_length, loaded.max_length + 1)
     corpus = load_pretrain_corpus(
-        args.corpus, tokenizer=loaded.tokenizer, sequence_length=sequence_length, max_tokens=args.max_tokens,
-        text_field=args.text_field, data_dir=args.data_dir, split=args.split,
+        list(corpus_paths), tokenizer=loaded.tokenizer, sequence_length=sequence_length, max_tokens=max_tokens,
+        text_field=text_field, data_dir=data_dir, split=split,
     )
     result = pretrain_loss(
         loaded.scorer, corpus.sequences, lengths=corpus.lengths, text_bytes=corpus.text_bytes,
-        batch_size=args.batch_size, progress=True,
+        batch_size=batch_size, progress=progress and jax.process_index() == 0,
     )
-    payload = {
-        "model": args.model_id or loaded.model_id,
+    return {
+        "model": model_id,
         "loss_corpus": corpus.name,
         "pretrain_loss": result.nats_per_token,
         "tokens": result.tokens,
@@ -72,6 +92,3 @@ def run(args: argparse.Namespace) -> int:
         "text_bytes": result.text_bytes,
         "sequence_length": sequence_length,
     }
-    write_json_atomically(out, payload)
-    print(f"{payload['model']}: {result.nats_per_token:.4f} nats/token over {result.tokens} tokens -> {out}")
-    return 0

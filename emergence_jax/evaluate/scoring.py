@@ -15,6 +15,7 @@ per example.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 from collections.abc import Callable
@@ -104,19 +105,50 @@ def _prefix_logprobs(apply_with_prefix, params, contexts, context_mask, continua
 
 
 class QueryScorer:
-    """Scores `(tokens, positions, targets)` batches with one compiled program per shape."""
+    """Scores `(tokens, positions, targets)` batches with one compiled program per shape.
 
-    def __init__(self, model: PureLanguageModel):
+    With a `mesh`, every batch is split over its data axes (`data` x `fsdp`; the batch is padded
+    with empty rows to a multiple of their size) and the small results come back replicated, so
+    every process of a multi-host job passes the same host batch and reads the whole answer.
+    Without one, arrays go to the default device.
+    """
+
+    def __init__(self, model: PureLanguageModel, *, mesh: jax.sharding.Mesh | None = None):
         self.model = model
-        self._compiled = jax.jit(functools.partial(_query_logprobs, model.apply))
+        self.mesh = mesh
+        out = None if mesh is None else jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        self._compiled = jax.jit(functools.partial(_query_logprobs, model.apply), out_shardings=out)
         self._compiled_prefix = (
-            None if model.apply_with_prefix is None else jax.jit(functools.partial(_prefix_logprobs, model.apply_with_prefix))
+            None
+            if model.apply_with_prefix is None
+            else jax.jit(functools.partial(_prefix_logprobs, model.apply_with_prefix), out_shardings=out)
         )
 
     @property
     def shares_prefixes(self) -> bool:
         """Whether continuations after one context can reuse that context's KV cache."""
         return self._compiled_prefix is not None
+
+    def _mesh_context(self):
+        """The mesh as the ambient one while tracing, so the model's activation constraints apply."""
+        return contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh)
+
+    def _place(self, arrays: tuple[np.ndarray, ...]) -> tuple[tuple[jax.Array, ...], int]:
+        """(device arrays, real rows): host int32 batches on the batch sharding (see the class)."""
+        rows = len(arrays[0])
+        if self.mesh is None:
+            return tuple(jnp.asarray(a, dtype=jnp.int32) for a in arrays), rows
+        parallel = data_parallel_size(self.mesh)
+        padded = -(-rows // parallel) * parallel
+        placed = []
+        for array in arrays:
+            array = np.asarray(array, dtype=np.int32)
+            if padded != rows:
+                array = np.concatenate([array, np.zeros((padded - rows, *array.shape[1:]), np.int32)])
+            spec = jax.sharding.PartitionSpec(DATA_AXES, *([None] * (array.ndim - 1)))
+            sharding = jax.sharding.NamedSharding(self.mesh, spec)
+            placed.append(jax.make_array_from_callback(array.shape, sharding, lambda index, a=array: a[index]))
+        return tuple(placed), rows
 
     def score_after_shared_context(
         self,
@@ -134,10 +166,10 @@ class QueryScorer:
         `first_targets` [G, K] (each continuation's first token); `next_targets` [G, K, Tm] (each
         continuation without its first token). Returns (total log-likelihood float64[G, K], every token is the argmax bool[G, K]).
         """
-        first, first_greedy, following, following_greedy = map(np.asarray, self._compiled_prefix(
-            self.model.params,
-            *(jnp.asarray(a, dtype=jnp.int32) for a in (contexts, context_mask, continuations, continuation_mask, first_targets, next_targets)),
-        ))
+        placed, rows = self._place((contexts, context_mask, continuations, continuation_mask, first_targets, next_targets))
+        with self._mesh_context():
+            outputs = self._compiled_prefix(self.model.params, *placed)
+        first, first_greedy, following, following_greedy = (np.asarray(a)[:rows] for a in outputs)
         mask = np.asarray(continuation_mask, dtype=bool)
         totals = first.astype(np.float64) + np.sum(following, axis=-1, where=mask, dtype=np.float64)
         greedy = first_greedy & np.all(following_greedy | ~mask, axis=-1)
@@ -146,10 +178,16 @@ class QueryScorer:
     def __call__(self, tokens: np.ndarray, query_positions: np.ndarray, query_targets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """tokens int32[B, T]; query_positions, query_targets int32[B, Q] ->
         (log p(target | tokens[:position + 1]) float32[B, Q] in nats, target is the argmax bool[B, Q])."""
-        logprobs, is_greedy = self._compiled(
-            self.model.params,
-            jnp.asarray(tokens, dtype=jnp.int32),
-            jnp.asarray(query_positions, dtype=jnp.int32),
-            jnp.asarray(query_targets, dtype=jnp.int32),
-        )
-        return np.asarray(logprobs), np.asarray(is_greedy)
+        placed, rows = self._place((tokens, query_positions, query_targets))
+        with self._mesh_context():
+            logprobs, is_greedy = self._compiled(self.model.params, *placed)
+        return np.asarray(logprobs)[:rows], np.asarray(is_greedy)[:rows]
+
+
+# The mesh axes a batch's example dimension is split over (the `batch` rule of `DEFAULT_RULES`).
+DATA_AXES = ("data", "fsdp")
+
+
+def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
+    """How many ways a batch's example dimension is split on `mesh`."""
+    return int(np.prod([mesh.shape[axis] for axis in DATA_AXES]))
