@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from typing import Any, Literal, TypeVar, Union
 import yaml
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import atomic_write_text
 
 T = TypeVar("T")
 
@@ -104,12 +104,7 @@ def config_to_dict(config: Any) -> Any:
 
 def save_config(config: Any, path: str | os.PathLike) -> None:
     """Write the resolved config as YAML atomically (temp file, then rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    text = yaml.safe_dump(config_to_dict(config), sort_keys=False)
-    with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, suffix=".tmp") as handle:
-        handle.write(text)
-    os.replace(handle.name, path)
+    atomic_write_text(path, yaml.safe_dump(config_to_dict(config), sort_keys=False))
 
 
 def _coerce(annotation: Any, value: Any, *, source: str, key: str) -> Any:

@@ -23,11 +23,12 @@ import csv
 import json
 import math
 import os
-import tempfile
+import io
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import atomic_write_text
 
 REQUIRED_COLUMNS = ("model", "pretrain_loss", "train_examples", "shots", "accuracy", "n_eval", "chance")
 
@@ -198,22 +199,16 @@ def write_records(path: str | os.PathLike, rows: Sequence[dict]) -> None:
     typed = _deduplicate((validate_row(row, source=str(path), line=None), str(path), None) for row in rows)
     if not typed:
         raise UserError(f"{path}: no rows to write")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False, encoding="utf-8", newline="")
-    try:
-        with handle:
-            if fmt == "csv":
-                writer = csv.DictWriter(handle, fieldnames=_columns_of(typed), lineterminator="\n")
-                writer.writeheader()
-                for row in typed:
-                    writer.writerow({k: _csv_value(v) for k, v in row.items()})
-            else:
-                for row in typed:
-                    handle.write(json.dumps(row) + "\n")
-        os.replace(handle.name, path)
-    except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
-        raise
+    buffer = io.StringIO(newline="")
+    if fmt == "csv":
+        writer = csv.DictWriter(buffer, fieldnames=_columns_of(typed), lineterminator="\n")
+        writer.writeheader()
+        for row in typed:
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
+    else:
+        for row in typed:
+            buffer.write(json.dumps(row) + "\n")
+    atomic_write_text(path, buffer.getvalue())
 
 
 def _csv_value(value):
