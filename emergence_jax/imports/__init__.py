@@ -1,0 +1,1 @@
+"""Importers: evaluation results people already hold (lm-evaluation-harness output) -> results records."""
