@@ -1,9 +1,12 @@
 """The sandbox runs programs against test cases and turns every misbehaviour into a failed case."""
 
 import os
+import pathlib
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 
@@ -83,19 +86,24 @@ def test_network_attempt_fails_inside_but_works_outside(listening_server):
     assert "socket" in result.detail
 
 
-def test_network_namespace_alone_blocks_the_connection(listening_server):
-    """The OS layer under the audit hook: a fresh network namespace cannot reach host loopback."""
-    prefix = sandbox.network_isolation_prefix()
-    if not prefix:
-        pytest.skip("this kernel/user cannot create a network namespace; the audit hook still refuses sockets")
-    program = _connect_program(listening_server)
-    isolated = subprocess.run([*prefix, sys.executable, "-c", program], capture_output=True, text=True, timeout=30)
-    assert isolated.returncode != 0
-    assert "hello" not in isolated.stdout
-    assert "Error" in isolated.stderr
+def test_the_jail_alone_blocks_the_connection(listening_server, monkeypatch):
+    """The OS layer under the audit hook: the jail's network namespace cannot reach host loopback."""
+    monkeypatch.setattr(sandbox, "_AUDIT_HOOK", False)
+    (result,) = run_test_cases(_connect_program(listening_server), [("", "hello")], time_limit_s=10)
+    assert result.reason == "runtime_error", result
+    assert "Error" in result.detail and "hello" not in result.detail
 
 
-def test_write_outside_the_working_directory_fails_and_writes_nothing(tmp_path):
+@pytest.fixture()
+def outside_path():
+    """A host folder outside /tmp (inside the jail, /tmp is the program's own throwaway folder)."""
+    path = tempfile.mkdtemp(prefix="emergence-jax-sandbox-test-", dir="/var/tmp" if os.access("/var/tmp", os.W_OK) else None)
+    yield pathlib.Path(path)
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_write_outside_the_working_directory_fails_and_writes_nothing(outside_path):
+    tmp_path = outside_path
     outside_file = tmp_path / "escaped.txt"
     outside_dir = tmp_path / "made_by_program"
     existing = tmp_path / "keep.txt"
@@ -131,11 +139,12 @@ def test_writes_inside_the_working_directory_are_allowed_and_thrown_away():
             f.write(input())
         print(open("scratch/note.txt").read(), os.path.basename(os.environ["HOME"]))
     """)
-    (result,) = run_test_cases(program, [("kept", "kept work")], time_limit_s=10)
+    (result,) = run_test_cases(program, [("kept", "kept tmp")], time_limit_s=10)
     assert result.passed, result
 
 
-def test_a_caught_violation_still_fails_the_case(tmp_path):
+def test_a_caught_violation_still_fails_the_case(outside_path):
+    tmp_path = outside_path
     program = textwrap.dedent(f"""
         try:
             open({str(tmp_path / 'x.txt')!r}, "w")
@@ -155,8 +164,6 @@ def test_stop_at_first_failure_skips_the_remaining_cases():
 
 def test_sandbox_leaves_no_files_in_the_temp_directory(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", None)
     run_test_cases("open('out.txt', 'w').write('x')\nprint(1)\n", [("", "1")], time_limit_s=10)
     assert list(tmp_path.iterdir()) == []

@@ -1,35 +1,62 @@
-"""Run a generated Python program against (stdin, expected stdout) test cases, in isolation.
+"""Run a generated Python program against (stdin, expected stdout) test cases, in a jail.
 
-Each test case runs in a fresh process with:
+Threat model. The programs are written by models, hundreds of thousands of them, and run on the
+user's machine, usually as root. We assume a program may be written to escape: to read secrets
+(files, the evaluator's environment or memory), to read the expected output, to write, delete or
+re-permission files outside its folder, to reach the network, to harm the evaluator (signals,
+`prlimit`, `ptrace`), to outlive its run, or to exhaust the machine. The jail must stop all of
+this by kernel mechanisms, not by Python-level checks. Out of scope: kernel exploits (the jail
+narrows the kernel surface, it does not remove it), side channels, and the wall-clock/CPU cost
+of a program within its limits.
 
-- a throwaway working directory (also `HOME` and `TMPDIR`), deleted afterwards;
-- a wall-clock time limit (the process group is killed) and a CPU-time limit as a backstop;
-- a memory limit on the address space (`RLIMIT_AS`), so a memory bomb ends in `MemoryError`;
-- a cap on the size of files it writes (`RLIMIT_FSIZE`), which also caps captured output;
-- no network: a fresh network namespace (`unshare -n` as root, `unshare -rn` otherwise) when the
-  kernel allows it, and in every case a Python audit hook that refuses sockets;
-- a Python audit hook that refuses writing, deleting, renaming or re-permissioning anything
-  outside the working directory, starting other processes (`subprocess`, `os.system`, `fork`,
-  `exec`) and loading native code through `ctypes`.
+Each test case runs in a fresh jail (`jail_init.py`) made of:
 
-This stops the accidents that sampled programs cause (infinite loops, huge allocations, stray
-files, network calls); the audit hook is a Python-level guard, not a jail against code written to
-escape it. A refused operation raises `PermissionError` inside the program and fails the case with
-reason `"sandbox_violation"`, even if the program catches the exception.
+- its own user, mount, PID, network, IPC, UTS and cgroup namespaces; the program runs as uid/gid
+  65534 (`nobody` on the host when the evaluator is root; the evaluator's own uid otherwise), with
+  every capability dropped (bounding set included), `no_new_privs`, and nested user namespaces
+  forbidden;
+- a fresh root: read-only, nosuid binds of `/usr`, a few files from `/etc` (loader cache,
+  passwd/group, timezone, certificates, not `/etc/shadow` or other secrets), the interpreter's
+  prefix and the evaluator's site-packages (so numpy, scipy and sympy import); nothing else from
+  the host (no `/root`, `/home`, the repository, `/sys`, or the host's `/tmp`);
+- one writable throwaway folder, `/tmp` (also the working directory, `HOME` and `TMPDIR`): a
+  tmpfs capped in bytes and inodes that vanishes with the mount namespace, so no cleanup can be
+  defeated by deep trees or permission changes; the expected output never enters the jail;
+- a fresh `/proc` of the new PID namespace (the evaluator's processes are invisible, so it
+  cannot be signalled, traced or `prlimit`ed), `/dev` with only null/zero/full/random/urandom,
+  and no network interface but a down loopback;
+- an empty environment (a fixed `HOME`, `TMPDIR`, `PATH`, `LANG` and single-thread BLAS settings);
+- limits: wall clock (the jail's init is killed, and with it every process in the namespace,
+  `setsid` or not), CPU seconds, address space (`RLIMIT_AS`, so a memory bomb ends in
+  `MemoryError`), bytes per written file (`RLIMIT_FSIZE`, which also caps captured output),
+  open files, and processes/threads (`RLIMIT_NPROC`, counted per jail).
+  Worst-case memory of one jail: `max_processes x memory_limit_mb` plus the tmpfs caps.
+
+A Python audit hook stays as a second layer: it refuses writing outside `/tmp`, `dir_fd` path
+operations, new processes, sockets, `ctypes` loading and `gc` object walks, and fails the case
+with reason `"sandbox_violation"` even when the program catches the `PermissionError`.
+
+Namespaces are a kernel feature that can be switched off (containers without `CAP_SYS_ADMIN`,
+`user.max_user_namespaces=0`, AppArmor's `restrict_unprivileged_userns` for non-root users). Then
+`run_program` raises a one-line `UserError`; setting `EMERGENCE_JAX_UNSAFE_NO_JAIL=1` runs the
+programs with only the audit hook and resource limits (a guard against accidents, not against
+code written to escape), after a warning on stderr.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import functools
+import marshal
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Sequence
+
+from emergence_jax.errors import UserError
 
 # The marker the audit hook prints on the real stderr whenever it refuses an operation.
 VIOLATION_MARKER = "emergence-jax sandbox refused:"
@@ -43,90 +70,16 @@ RUNTIME_ERROR = "runtime_error"
 SANDBOX_VIOLATION = "sandbox_violation"
 OUTPUT_LIMIT = "output_limit"
 
-_HARNESS = r'''
-import builtins, os, sys
-
-def _install_guard(root, marker):
-    """Audit hook: refuse writes outside `root`, new processes, sockets and native code."""
-    root = os.path.realpath(root)
-    real_stderr = os.dup(2)
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_APPEND | os.O_TRUNC
-    path_events = frozenset({
-        "os.remove", "os.rmdir", "os.mkdir", "os.rename", "os.symlink", "os.link", "os.chmod",
-        "os.chown", "os.truncate", "os.utime", "os.chflags", "os.lchflags", "os.mkfifo", "os.mknod",
-        "shutil.rmtree", "shutil.copyfile", "shutil.copymode", "shutil.copystat", "shutil.move",
-        "shutil.chown", "os.setxattr", "os.removexattr",
-    })
-    refused_events = frozenset({
-        "subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
-        "os.forkpty", "pty.spawn", "os.startfile", "os.kill", "os.killpg",
-        "socket.__new__", "socket.connect", "socket.bind", "socket.sendto", "socket.sendmsg",
-        "socket.getaddrinfo", "socket.gethostbyname", "socket.gethostbyaddr",
-        "ctypes.dlopen", "ctypes.dlsym", "ctypes.cdata", "ctypes.call_function",
-        "gc.get_objects", "gc.get_referrers", "gc.get_referents", "os.chroot",
-    })
-    realpath, join, getcwd, write, dirname = os.path.realpath, os.path.join, os.getcwd, os.write, os.path.dirname
-    inside_prefix = root + os.sep
-
-    def inside(path):
-        if isinstance(path, int):
-            return False
-        try:
-            path = os.fsdecode(path)
-            resolved = realpath(join(getcwd(), path))
-        except Exception:
-            return False
-        return resolved == root or resolved.startswith(inside_prefix)
-
-    def refuse(event, args):
-        message = f"{marker} {event} {args!r}"[:500] + "\n"
-        write(real_stderr, message.encode("utf-8", "replace"))
-        raise PermissionError(f"sandbox: {event} is not allowed")
-
-    def guard(event, args):
-        if event == "open":
-            path, mode, flags = args
-            if isinstance(path, int) or path is None:
-                return
-            writes = (mode is not None and any(c in str(mode) for c in "wax+")) or (
-                mode is None and (flags or 0) & write_flags)
-            if writes and not inside(path):
-                refuse(event, args)
-        elif event in path_events:
-            paths = [a for a in args if isinstance(a, (str, bytes, os.PathLike, int))]
-            if event in ("os.chmod", "os.chown", "os.utime", "os.truncate") and paths:
-                paths = paths[:1]
-            elif event in ("os.rename", "os.link", "shutil.copyfile", "shutil.move"):
-                paths = paths[:2]
-            elif event == "os.symlink":
-                paths = paths[1:2]
-            else:
-                paths = paths[:1]
-            if not all(inside(p) for p in paths):
-                refuse(event, args)
-        elif event in refused_events:
-            refuse(event, args)
-
-    sys.addaudithook(guard)
-
-def _set_limits(cpu_seconds, memory_bytes, output_bytes):
-    """CPU seconds, address-space bytes and written-file bytes for this process and its children."""
-    import resource
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 1))
-    resource.setrlimit(resource.RLIMIT_AS, (memory_bytes, memory_bytes))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (output_bytes, output_bytes))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-_program_path, _marker = sys.argv[1], sys.argv[2]
-with open(_program_path, encoding="utf-8") as _f:
-    _source = _f.read()
-_set_limits(*(int(a) for a in sys.argv[3:6]))
-_install_guard(os.getcwd(), _marker)
-sys.argv = [_program_path]
-_code = compile(_source, _program_path, "exec")
-del _f, _source, _program_path, _marker, _install_guard, _set_limits
-exec(_code, {"__name__": "__main__", "__builtins__": builtins})
-'''
+UNSAFE_NO_JAIL_ENV = "EMERGENCE_JAX_UNSAFE_NO_JAIL"
+_INIT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail_init.py")
+_MEMORY_ERROR_EXIT = 86  # jail_init.MEMORY_ERROR_EXIT: the program died of an uncaught MemoryError
+_SETUP_FAILED_EXIT = 125  # jail_init: the program process could not enter the jail
+# Files from /etc that programs may need; everything else there (shadow, ssh keys, package
+# manager credentials, /etc/environment) stays out of the jail.
+_ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
+                "nsswitch.conf", "hosts", "host.conf", "alternatives", "ssl", "ca-certificates",
+                "mime.types", "os-release", "debian_version", "python3", f"python{sys.version_info[0]}.{sys.version_info[1]}")
+_AUDIT_HOOK = True  # tests switch it off to show that the jail alone holds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -140,25 +93,6 @@ class CaseResult:
     seconds: float
 
 
-@functools.cache
-def network_isolation_prefix() -> tuple[str, ...]:
-    """The command prefix that starts a process in a fresh, empty network namespace, or `()` when
-    this kernel/user cannot create one (the audit hook still refuses sockets then)."""
-    unshare = shutil.which("unshare")
-    if unshare is None:
-        return ()
-    candidates = [(unshare, "-n")] if os.geteuid() == 0 else []
-    candidates.append((unshare, "-r", "-n"))
-    for prefix in candidates:
-        try:
-            probe = subprocess.run([*prefix, "true"], capture_output=True, timeout=10)
-        except (OSError, subprocess.TimeoutExpired):
-            continue
-        if probe.returncode == 0:
-            return prefix
-    return ()
-
-
 def outputs_match(actual: str, expected: str) -> bool:
     """APPS-style comparison: equal as whitespace-separated tokens (ignores trailing spaces and
     blank lines, which graders do not consider part of the answer)."""
@@ -170,12 +104,85 @@ def _tail(text: str, limit: int = 800) -> str:
     return text if len(text) <= limit else "..." + text[-limit:]
 
 
-def _classify(returncode: int, stdout: str, stderr: str, expected: str) -> tuple[str, str]:
+def _covered(path: str, folders: Sequence[str]) -> bool:
+    return any(path == f or path.startswith(f.rstrip("/") + "/") for f in folders)
+
+
+@functools.cache
+def jail_view() -> tuple[tuple[str, ...], tuple[tuple[str, str], ...], tuple[str, ...]]:
+    """What the jail shows of this machine: (paths bound read-only, (link, target) symlinks,
+    the program's `sys.path`). Computed from this interpreter, so the program runs with the
+    evaluator's Python and packages."""
+    binds: list[str] = []
+    links: dict[str, str] = {}
+
+    def show(path: str) -> None:
+        # Bind the real folder or file; recreate every symlink on the literal path to it.
+        path = os.path.abspath(path)
+        head = path
+        while head != "/":
+            if os.path.islink(head):
+                links[head] = os.readlink(head)
+            head = os.path.dirname(head)
+        real = os.path.realpath(path)
+        if real != "/" and os.path.exists(real):
+            binds.append(real)
+
+    for top in ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32"):
+        if os.path.islink(top):
+            links[top] = os.readlink(top)
+        elif os.path.isdir(top):
+            binds.append(top)
+    for name in _ETC_ENTRIES:
+        path = os.path.join("/etc", name)
+        if os.path.lexists(path):
+            show(path)
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    for prefix in sorted(prefixes):
+        show(prefix)
+    executable = sys.executable
+    for _ in range(40):  # the interpreter's symlink chain, each hop shown
+        show(os.path.dirname(executable))
+        if not os.path.islink(executable):
+            break
+        executable = os.path.join(os.path.dirname(executable), os.readlink(executable))
+    real_prefixes = [os.path.realpath(p) for p in prefixes]
+    sys_path = []
+    for entry in sys.path:
+        if not entry or not os.path.exists(entry):
+            continue
+        entry = os.path.abspath(entry)
+        if _covered(os.path.realpath(entry), real_prefixes) or os.path.basename(entry) in ("site-packages", "dist-packages"):
+            sys_path.append(entry)
+            show(entry)
+    unique = []
+    for path in sorted(set(binds), key=lambda p: (p.count("/"), p)):
+        if not _covered(path, unique):
+            unique.append(path)
+    return tuple(unique), tuple(sorted(links.items())), tuple(sys_path)
+
+
+def _warn_unsafe_once() -> None:
+    if not getattr(_warn_unsafe_once, "done", False):
+        _warn_unsafe_once.done = True
+        print(f"warning: {UNSAFE_NO_JAIL_ENV}=1: generated programs run WITHOUT the jail (audit hook and "
+              "resource limits only); do not use this on a machine with anything to protect", file=sys.stderr)
+
+
+def _unsafe_no_jail() -> bool:
+    return os.environ.get(UNSAFE_NO_JAIL_ENV, "").strip() not in ("", "0")
+
+
+def _classify(status: str, returncode: int, stdout: str, stderr: str, expected: str) -> tuple[str, str]:
+    """The reason for one run, from the jail's status line (or, without the jail, the exit code)."""
+    if status == "timeout":
+        return TIMEOUT, ""
+    if status.startswith("exit "):
+        wait_status = int(status.split()[1])
+        returncode = -os.WTERMSIG(wait_status) if os.WIFSIGNALED(wait_status) else os.WEXITSTATUS(wait_status)
     if VIOLATION_MARKER in stderr:
         refused = [line for line in stderr.splitlines() if VIOLATION_MARKER in line]
         return SANDBOX_VIOLATION, refused[0].replace(VIOLATION_MARKER, "refused").strip()
-    if "MemoryError" in stderr:
-        return MEMORY_LIMIT, _tail(stderr)
     if returncode < 0:
         signum = -returncode
         if signum == signal.SIGXCPU:
@@ -183,6 +190,8 @@ def _classify(returncode: int, stdout: str, stderr: str, expected: str) -> tuple
         if signum == signal.SIGXFSZ:
             return OUTPUT_LIMIT, "output size limit exceeded"
         return RUNTIME_ERROR, f"killed by {signal.Signals(signum).name}; " + _tail(stderr)
+    if returncode == _MEMORY_ERROR_EXIT:
+        return MEMORY_LIMIT, _tail(stderr)
     if returncode != 0:
         return RUNTIME_ERROR, _tail(stderr) or f"exit code {returncode}"
     if not outputs_match(stdout, expected):
@@ -198,54 +207,101 @@ def run_program(
     time_limit_s: float = 4.0,
     memory_limit_mb: int = 512,
     output_limit_mb: int = 16,
+    max_processes: int = 32,
 ) -> CaseResult:
-    """Run `program` (Python source) once with `stdin`; compare its stdout with `expected_stdout`."""
-    with tempfile.TemporaryDirectory(prefix="emergence-jax-sandbox-") as scratch:
-        workdir = os.path.join(scratch, "work")
-        os.mkdir(workdir)
-        program_path = os.path.join(workdir, "program.py")
-        harness_path = os.path.join(scratch, "harness.py")
-        stdin_path, stdout_path, stderr_path = (os.path.join(scratch, n) for n in ("stdin", "stdout", "stderr"))
-        with open(program_path, "w", encoding="utf-8") as f:
-            f.write(program)
-        with open(harness_path, "w", encoding="utf-8") as f:
-            f.write(_HARNESS)
-        with open(stdin_path, "w", encoding="utf-8") as f:
-            f.write(stdin)
-        environment = {
-            "HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/bin:/bin", "LANG": "C.UTF-8",
-            "PYTHONHASHSEED": "0", "PYTHONIOENCODING": "utf-8",
-        }
-        limits = (int(time_limit_s) + 1, memory_limit_mb * 2**20, output_limit_mb * 2**20)
-        command = [
-            *network_isolation_prefix(), sys.executable, "-I", "-B", harness_path, program_path,
-            VIOLATION_MARKER, *map(str, limits),
-        ]
-        started = time.monotonic()
-        with open(stdin_path, "rb") as stdin_file, open(stdout_path, "wb") as stdout_file, open(stderr_path, "wb") as stderr_file:
-            process = subprocess.Popen(
-                command, stdin=stdin_file, stdout=stdout_file, stderr=stderr_file, cwd=workdir,
-                env=environment, start_new_session=True,
-            )
-            timed_out = False
-            try:
-                returncode = process.wait(timeout=time_limit_s)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                os.killpg(process.pid, signal.SIGKILL)
-                returncode = process.wait()
-        seconds = time.monotonic() - started
-        stdout = _read_text(stdout_path)
-        stderr = _read_text(stderr_path)
-    if timed_out:
-        return CaseResult(False, TIMEOUT, f"exceeded {time_limit_s:g} s wall-clock limit", seconds)
-    reason, detail = _classify(returncode, stdout, stderr, expected_stdout)
+    """Run `program` (Python source) once with `stdin`, in a fresh jail; compare its stdout with
+    `expected_stdout`. Limits: `time_limit_s` wall seconds (CPU seconds: its ceiling + 1),
+    `memory_limit_mb` MiB of address space per process, `output_limit_mb` MiB per written file
+    (stdout, stderr, files in /tmp; /tmp holds at most 4x that), `max_processes` processes and
+    threads. Raises `UserError` when this machine cannot build the jail."""
+    jail = not _unsafe_no_jail()
+    output_bytes = output_limit_mb * 2**20
+    limits = {"cpu_s": int(time_limit_s) + 1, "memory_bytes": memory_limit_mb * 2**20, "file_bytes": output_bytes,
+              "open_files": 256}
+    binds, links, sys_path = jail_view()
+    config = {"program": program, "time_limit_s": time_limit_s, "limits": limits, "jail": jail,
+              "audit": _AUDIT_HOOK, "marker": VIOLATION_MARKER, "binds": binds, "symlinks": links,
+              "sys_path": sys_path,
+              "scratch": {"tmp_bytes": 4 * output_bytes, "tmp_inodes": 16384, "shm_bytes": 2**20}}
+    if jail:
+        limits["processes"] = max_processes
+    workdir = None
+    if not jail:
+        _warn_unsafe_once()
+        workdir = tempfile.mkdtemp(prefix="emergence-jax-sandbox-")
+        config["workdir"] = workdir
+    try:
+        with (tempfile.TemporaryFile() as config_file, tempfile.TemporaryFile() as status_file,
+              tempfile.TemporaryFile() as stdin_file, tempfile.TemporaryFile() as stdout_file,
+              tempfile.TemporaryFile() as stderr_file):
+            config_file.write(marshal.dumps(config))
+            config_file.seek(0)
+            stdin_file.write(stdin.encode("utf-8"))
+            stdin_file.seek(0)
+            started = time.monotonic()
+            returncode, killed = _run_init(config_file.fileno(), status_file.fileno(), stdin_file, stdout_file,
+                                           stderr_file, workdir, time_limit_s + (10 if jail else 0))
+            seconds = time.monotonic() - started
+            status = _read_limited(status_file, 4096).strip()
+            stdout = _read_limited(stdout_file, output_bytes)
+            stderr = _read_limited(stderr_file, output_bytes)
+    finally:
+        if workdir is not None:
+            _remove_tree(workdir)
+    if killed and not status:
+        status = "timeout"
+    if jail:
+        _raise_for_setup(status, returncode, stderr)
+    reason, detail = _classify(status, returncode, stdout, stderr, expected_stdout)
+    if reason == TIMEOUT and not detail:
+        detail = f"exceeded {time_limit_s:g} s wall-clock limit"
     return CaseResult(reason == PASSED, reason, detail, seconds)
 
 
-def _read_text(path: str) -> str:
-    with open(path, "rb") as f:
-        return f.read().decode("utf-8", "replace")
+def _run_init(config_fd: int, status_fd: int, stdin_file, stdout_file, stderr_file, workdir, wait_s: float) -> tuple[int, bool]:
+    """Start jail_init.py and wait; past `wait_s` (a backstop in jail mode, where the jail's own
+    launcher enforces the limit) kill its process group. Returns (exit code, killed)."""
+    command = [sys.executable, "-I", "-S", "-B", "-X", "utf8", _INIT_SCRIPT, str(config_fd), str(status_fd)]
+    process = subprocess.Popen(command, stdin=stdin_file, stdout=stdout_file, stderr=stderr_file,
+                               cwd=workdir or "/", env={}, pass_fds=(config_fd, status_fd), start_new_session=True)
+    try:
+        return process.wait(timeout=wait_s), False
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        return process.wait(), True
+
+
+def _read_limited(file, limit: int) -> str:
+    file.seek(0)
+    return file.read(limit).decode("utf-8", "replace")
+
+
+def _raise_for_setup(status: str, returncode: int, stderr: str) -> None:
+    """Failures to build the jail are the machine's, not the program's: say so, once per call."""
+    if status.startswith("unavailable "):
+        raise UserError(
+            f"sandbox: this machine refuses the namespaces the jail needs ({status.removeprefix('unavailable ')}); "
+            "run as root or enable user namespaces (sysctl user.max_user_namespaces, kernel.apparmor_restrict_"
+            f"unprivileged_userns=0), or set {UNSAFE_NO_JAIL_ENV}=1 to run generated programs without the jail (unsafe)")
+    if status.startswith("setup-error "):
+        raise RuntimeError(f"sandbox: could not build the jail: {status.removeprefix('setup-error ')}")
+    if status.startswith("exit "):
+        wait_status = int(status.split()[1])
+        if os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == _SETUP_FAILED_EXIT and "jail setup failed" in stderr:
+            raise RuntimeError(f"sandbox: could not enter the jail: {_tail(stderr, 300)}")
+        return
+    if status != "timeout":
+        raise RuntimeError(f"sandbox: the jail ended without a status (launcher exit code {returncode}): {_tail(stderr, 300)}")
+
+
+def _remove_tree(path: str) -> None:
+    """Delete a folder a program wrote into (without the jail): deep trees and removed
+    permissions included, which `shutil.rmtree` does not survive."""
+    subprocess.run(["chmod", "-R", "u+rwx", path], capture_output=True, check=False)
+    subprocess.run(["rm", "-rf", "--one-file-system", path], capture_output=True, check=False)
 
 
 def run_test_cases(
@@ -256,7 +312,7 @@ def run_test_cases(
     memory_limit_mb: int = 512,
     stop_at_first_failure: bool = False,
 ) -> list[CaseResult]:
-    """Run `program` against each (stdin, expected stdout) case, each in its own sandboxed process.
+    """Run `program` against each (stdin, expected stdout) case, each in its own jail.
 
     With `stop_at_first_failure` the remaining cases are not run (as APPS "strict accuracy" needs
     only whether all pass); the result list is then shorter than `test_cases`.
