@@ -28,6 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sweep": ("emergence_jax.sweep.command", "run a grid of checkpoints x tasks x D x seeds (loss, few-shot, finetune, evaluate); skips done work, resumes, appends results"),
     "demo": ("emergence_jax.demo.command", "the whole method on one CPU: pretrain a tiny ladder, few-shot, finetune sweep, fit, check against held-out models; HTML report"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
+    "import": ("emergence_jax.imports.command", "turn results people already hold (lm-eval: lm-evaluation-harness output) into results records"),
 }
 
 
