@@ -55,6 +55,36 @@ def test_export_in_shards_and_bfloat16(tmp_path):
     assert again.layers[0].mlp.up_proj.kernel[...].dtype == jnp.float32
 
 
+def test_sharded_export_streams_file_by_file_and_equals_the_single_device_export(tmp_path, monkeypatch):
+    import jax
+
+    from emergence_jax.checkpoints import hf
+    from emergence_jax.sharding import parse_mesh
+
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (fake) devices")
+    tiny_hf_checkpoint(tmp_path / "in", "llama", seed=14)
+    single = load_hf_model(tmp_path / "in", progress=False)
+    sharded = load_hf_model(tmp_path / "in", mesh=parse_mesh("fsdp=4,tensor=2"), progress=False)
+    written = []
+    real_save_file = hf.save_file
+
+    def recording_save_file(tensors, filename, metadata=None):
+        written.append(sum(v.nbytes for v in tensors.values()))
+        return real_save_file(tensors, filename, metadata=metadata)
+
+    monkeypatch.setattr(hf, "save_file", recording_save_file)
+    save_hf_model(sharded, tmp_path / "sharded", max_shard_bytes=40_000, progress=False)
+    largest_tensor = max(v.nbytes for v in load_file(str(tmp_path / "in" / "model.safetensors")).values())
+    assert len(written) > 2 and max(written) <= max(40_000, largest_tensor)  # one file in memory at a time
+    save_hf_model(single, tmp_path / "single", max_shard_bytes=40_000, progress=False)
+    names = sorted(p.name for p in (tmp_path / "single").iterdir())
+    assert names == sorted(p.name for p in (tmp_path / "sharded").iterdir()) and not any(n.startswith(".") for n in names)
+    for name in names:
+        assert (tmp_path / "single" / name).read_bytes() == (tmp_path / "sharded" / name).read_bytes(), name
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".saving_")]
+
+
 def test_orbax_round_trip(tmp_path):
     tiny_hf_checkpoint(tmp_path / "in", "gpt_neox", seed=13)
     model = load_hf_model(tmp_path / "in", progress=False)

@@ -30,6 +30,7 @@ import re
 import shutil
 import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -316,11 +317,29 @@ def _read_tensor(reader, name: str, file_name: str, expected_shape: tuple[int, .
 
 
 def _host_value(value: jax.Array) -> np.ndarray:
-    if not value.is_fully_addressable:
-        from jax.experimental import multihost_utils
+    """The whole of a (possibly multi-host) array on this host: one tensor at a time, so a host
+    never holds more than one full tensor. Every process must call it (it may be a collective)."""
+    if value.is_fully_addressable:
+        return np.asarray(jax.device_get(value))
+    if value.sharding.is_fully_replicated:
+        return np.asarray(value.addressable_data(0))
+    from jax.experimental import multihost_utils
 
-        value = multihost_utils.process_allgather(value, tiled=True)
-    return np.asarray(jax.device_get(value))
+    return np.asarray(multihost_utils.process_allgather(value, tiled=True))
+
+
+def _shard_plan(sizes: list[int], max_shard_bytes: int) -> list[list[int]]:
+    """Consecutive tensor indices grouped into files of at most `max_shard_bytes` (a larger
+    tensor gets a file of its own)."""
+    groups: list[list[int]] = [[]]
+    total = 0
+    for index, size in enumerate(sizes):
+        if groups[-1] and total + size > max_shard_bytes:
+            groups.append([])
+            total = 0
+        groups[-1].append(index)
+        total += size
+    return groups
 
 
 def save_hf_model(
@@ -333,61 +352,90 @@ def save_hf_model(
 ) -> None:
     """Write `model` as a Hugging Face folder (`config.json`, safetensors, an index if sharded).
 
-    `dtype` (e.g. `jnp.bfloat16`) is the stored dtype; default the parameters' own. Files are
-    written into a temporary folder beside `folder` and moved into place at the end, so a crash
-    leaves no half-written checkpoint. In a multi-host run every process must call this; only
-    process 0 writes.
+    `dtype` (e.g. `jnp.bfloat16`) is the stored dtype; default the parameters' own. The export
+    streams: file names are planned from the shapes, then tensors are fetched one at a time and
+    each safetensors file is written as soon as it is full, so the host holds at most one file's
+    worth (`max_shard_bytes`). In a multi-host run every process must call this (each tensor is
+    gathered collectively); only process 0 writes, to a local folder (a temporary folder beside
+    it, renamed into place at the end, so a crash leaves no half-written checkpoint) or a
+    `gs://` path (each file uploaded as it is finished, `config.json` last).
     """
     config = model.config
     root = epath.Path(folder)
-    state = nnx.state(model, nnx.Param)
-    flat = list(nnx.to_flat_state(state))
-    shards: list[dict[str, np.ndarray]] = [{}]
-    shard_bytes = 0
-    stored = None
-    bar = tqdm(total=len(flat), desc=f"saving {root.name}", unit="tensor", disable=not progress)
-    for path, variable in flat:
-        value = _host_value(variable.get_value())
-        if dtype is not None:
-            value = value.astype(np.dtype(dtype))
-        stored = value.dtype
-        value = np.ascontiguousarray(to_hf_layout(value, hf_layout(model, path)))
-        if shards[-1] and shard_bytes + value.nbytes > max_shard_bytes:
-            shards.append({})
-            shard_bytes = 0
-        shards[-1][hf_name(config, path)] = value
-        shard_bytes += value.nbytes
-        bar.update()
-    bar.close()
-    if jax.process_index() != 0:
-        return
-    hf_config = config.to_hf()
-    dtype_name = _TORCH_DTYPE_NAMES.get(np.dtype(stored), "float32")
-    hf_config.update(torch_dtype=dtype_name, dtype=dtype_name)
-    _write_folder(root, hf_config, shards)
+    flat = list(nnx.to_flat_state(nnx.state(model, nnx.Param)))
+    stored = [np.dtype(dtype) if dtype is not None else np.dtype(variable.get_value().dtype) for _, variable in flat]
+    sizes = [math.prod(variable.shape) * d.itemsize for (_, variable), d in zip(flat, stored)]
+    groups = _shard_plan(sizes, max_shard_bytes)
+    names = [SINGLE_FILE] if len(groups) == 1 else [f"model-{i + 1:05d}-of-{len(groups):05d}.safetensors" for i in range(len(groups))]
+    writer = jax.process_index() == 0
+    bar = tqdm(total=len(flat), desc=f"saving {root.name}", unit="tensor", disable=not progress or not writer)
+    weight_map: dict[str, str] = {}
+    with _Publisher(root, enabled=writer) as publisher:
+        for file_name, group in zip(names, groups):
+            tensors: dict[str, np.ndarray] = {}
+            for index in group:
+                path, variable = flat[index]
+                value = _host_value(variable.get_value())
+                if writer:
+                    value = to_hf_layout(value.astype(stored[index], copy=False), hf_layout(model, path))
+                    tensors[hf_name(config, path)] = np.ascontiguousarray(value)
+                bar.update()
+            if writer:
+                save_file(tensors, publisher.staged(file_name), metadata={"format": "pt"})
+                publisher.publish(file_name)
+                weight_map.update({name: file_name for name in tensors})
+            del tensors
+        bar.close()
+        if writer:
+            if len(groups) > 1:
+                index = {"metadata": {"total_size": sum(sizes)}, "weight_map": dict(sorted(weight_map.items()))}
+                publisher.staged(INDEX_FILE).write_text(json.dumps(index, indent=2))
+                publisher.publish(INDEX_FILE)
+            hf_config = config.to_hf()
+            dtype_name = _TORCH_DTYPE_NAMES.get(stored[0] if stored else np.dtype(np.float32), "float32")
+            hf_config.update(torch_dtype=dtype_name, dtype=dtype_name)
+            publisher.staged(CONFIG_FILE).write_text(json.dumps(hf_config, indent=2, sort_keys=True))
+            publisher.publish(CONFIG_FILE)
 
 
-def _write_folder(root: epath.Path, hf_config: dict[str, Any], shards: list[dict[str, np.ndarray]]) -> None:
-    local_root = os.fspath(root) if not str(root).startswith(("gs://", "s3://")) else None
-    parent = os.path.dirname(os.path.abspath(local_root)) if local_root else None
-    with tempfile.TemporaryDirectory(prefix=".saving_", dir=parent) as tmp:
-        files: dict[str, str] = {}
-        names = [SINGLE_FILE] if len(shards) == 1 else [
-            f"model-{i + 1:05d}-of-{len(shards):05d}.safetensors" for i in range(len(shards))
-        ]
-        for name, tensors in zip(names, shards):
-            save_file(tensors, os.path.join(tmp, name), metadata={"format": "pt"})
-            files.update({tensor: name for tensor in tensors})
-        if len(shards) > 1:
-            total = sum(v.nbytes for tensors in shards for v in tensors.values())
-            index = {"metadata": {"total_size": total}, "weight_map": dict(sorted(files.items()))}
-            with open(os.path.join(tmp, INDEX_FILE), "w") as fh:
-                json.dump(index, fh, indent=2)
-        with open(os.path.join(tmp, CONFIG_FILE), "w") as fh:
-            json.dump(hf_config, fh, indent=2, sort_keys=True)
-        root.mkdir(parents=True, exist_ok=True)
-        for name in sorted(os.listdir(tmp)):
-            if local_root:
-                os.replace(os.path.join(tmp, name), os.path.join(local_root, name))
-            else:
-                epath.Path(os.path.join(tmp, name)).copy(root / name, overwrite=True)
+class _Publisher:
+    """Stages files in a local temporary folder and moves each to `root` (local: all renamed in at
+    the end, in publish order; remote: uploaded and deleted at once). Does nothing when disabled
+    (processes other than 0)."""
+
+    def __init__(self, root: epath.Path, *, enabled: bool):
+        self.root = root
+        self.enabled = enabled
+        self.local = None if str(root).startswith(("gs://", "s3://")) else os.path.abspath(os.fspath(root))
+        self._tmp: tempfile.TemporaryDirectory | None = None
+        self._published: list[str] = []
+
+    def __enter__(self) -> _Publisher:
+        if self.enabled:
+            parent = os.path.dirname(self.local) if self.local else None
+            if parent:
+                os.makedirs(parent, exist_ok=True)
+            self._tmp = tempfile.TemporaryDirectory(prefix=".saving_", dir=parent)
+        return self
+
+    def staged(self, name: str) -> Path:
+        return Path(self._tmp.name) / name
+
+    def publish(self, name: str) -> None:
+        if self.local:
+            self._published.append(name)
+            return
+        self.root.mkdir(parents=True, exist_ok=True)
+        epath.Path(self.staged(name)).copy(self.root / name, overwrite=True)
+        self.staged(name).unlink()
+
+    def __exit__(self, kind, error, traceback) -> None:
+        if not self.enabled:
+            return
+        try:
+            if kind is None and self.local:
+                os.makedirs(self.local, exist_ok=True)
+                for name in self._published:
+                    os.replace(self.staged(name), os.path.join(self.local, name))
+        finally:
+            self._tmp.cleanup()
