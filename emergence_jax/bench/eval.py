@@ -5,15 +5,15 @@ same random LLaMA checkpoint, on CPU, in this run. The reference scores the way 
 does with transformers: one right-padded row per (context, choice), batched. Ours is
 `emergence_jax.evaluate.multiple_choice.score_requests`: jit-compiled, bucketed shapes, and the
 shared context run once per prompt (one-token choices read from a single row, longer ones from the
-context's KV cache); a third line turns the KV-cache reuse off to show what batching alone gives. Throughput counts the same tokens on both sides: context + choice for every request,
-per second of wall time after one warm-up pass (compilation is reported apart).
+context's KV cache); a third line turns the KV-cache reuse off to show what batching alone gives.
+Throughput counts the same tokens on both sides: context + choice for every request, per second of
+wall time; rounds are interleaved, with equal threads (`emergence_jax.bench.harness`).
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -64,15 +64,17 @@ def _reference_scores(torch_model, requests, batch_size: int) -> list[float]:
     return scores
 
 
-def run(args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace, bench) -> None:
     import numpy as np
     import torch
     import transformers
 
+    from emergence_jax.bench.harness import set_torch_threads
     from emergence_jax.checkpoints.hf import load_hf_model
     from emergence_jax.evaluate.multiple_choice import score_requests
     from emergence_jax.evaluate.scoring import PureLanguageModel, QueryScorer, pure_language_model
 
+    set_torch_threads(bench.threads)
     torch.manual_seed(args.seed)
     max_length = 2 * args.context + 64
     hf_config = transformers.LlamaConfig(
@@ -94,22 +96,17 @@ def run(args: argparse.Namespace) -> int:
         "2-8 token choices": (multi_token, scorer),
         "2-8 token, no KV-cache reuse": (multi_token, row_per_choice_scorer),
     }
-    print(f"LLaMA hidden={args.hidden} layers={args.layers} vocab={args.vocab}; {args.prompts} prompts x 4 choices; "
-          f"context ~{args.context} tokens; batch {args.batch_size}; torch threads {torch.get_num_threads()}")
-    print(f"{'scenario':<32}{'tokens':>8}{'torch tok/s':>14}{'jax tok/s':>12}{'compile s':>11}{'max |dlogp|':>13}{'ratio':>8}")
+    bench.say(f"LLaMA hidden={args.hidden} layers={args.layers} vocab={args.vocab}; {args.prompts} prompts x 4 choices; "
+              f"context ~{args.context} tokens; batch {args.batch_size}")
     for name, (requests, scorer) in scenarios.items():
         tokens = sum(len(r.context) + len(r.continuation) for r in requests)
-        _reference_scores(torch_model, requests[: args.batch_size], args.batch_size)
-        started = time.perf_counter()
-        reference = _reference_scores(torch_model, requests, args.batch_size)
-        torch_seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        score_requests(scorer, requests, max_length=max_length, batch_size=args.batch_size)
-        first_seconds = time.perf_counter() - started
-        started = time.perf_counter()
+        measured = bench.compare(
+            name, "tokens/s", tokens,
+            lambda requests=requests, scorer=scorer: score_requests(scorer, requests, max_length=max_length, batch_size=args.batch_size),
+            lambda requests=requests: _reference_scores(torch_model, requests, args.batch_size),
+        )
+        if bench.no_reference:
+            continue
         ours = score_requests(scorer, requests, max_length=max_length, batch_size=args.batch_size)
-        jax_seconds = time.perf_counter() - started
-        difference = float(np.max(np.abs(np.array([s.logprob for s in ours]) - np.array(reference))))
-        print(f"{name:<32}{tokens:>8}{tokens / torch_seconds:>14.0f}{tokens / jax_seconds:>12.0f}"
-              f"{max(first_seconds - jax_seconds, 0.0):>11.1f}{difference:>13.2e}{torch_seconds / jax_seconds:>8.2f}")
-    return 0
+        reference = _reference_scores(torch_model, requests, args.batch_size)
+        measured.extra["max_abs_logprob_difference"] = float(np.max(np.abs(np.array([s.logprob for s in ours]) - np.array(reference))))

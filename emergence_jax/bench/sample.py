@@ -4,11 +4,11 @@ Both sides sample from the same random LLaMA checkpoint in this run: transformer
 `generate(do_sample=True)` (its own KV cache, batched), and ours, `emergence_jax.models.sampling.generate`
 (one jitted prefill + `lax.while_loop` decode over a preallocated KV cache). Every row samples
 exactly `--new-tokens` tokens (no EOS), so both sides produce the same number of tokens. Throughput is
-new tokens per second of wall time after one warm-up call (compilation is reported apart).
+new tokens per second of wall time, rounds interleaved with equal threads (`emergence_jax.bench.harness`).
 `--reference-batch` lets the reference run at its own batch size (e.g. 1, how sampling loops are
 often written); by default both use `--batch-size`. Needs the `test` extras (torch, transformers).
 
-With `--jax-only --preset NAME`, only our side runs, on whatever accelerator JAX finds (e.g. a 1B
+With `--no-reference --preset NAME`, only our side runs, on whatever accelerator JAX finds (e.g. a 1B
 preset at batch 256), with random weights initialised on the device.
 """
 
@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +26,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--reference-batch", type=int, default=None, help="rows sampled at once by transformers (default: --batch-size)")
     parser.add_argument("--prompt", type=int, default=64, help="prompt length in tokens")
     parser.add_argument("--new-tokens", type=int, default=64, help="sampled tokens per row")
-    parser.add_argument("--repeats", type=int, default=2, help="timed calls per side")
-    parser.add_argument("--jax-only", action="store_true", help="skip transformers; with --preset, time a released architecture")
-    parser.add_argument("--preset", default=None, help="architecture preset for --jax-only, e.g. pythia_1b")
+    parser.add_argument("--preset", default=None, help="with --no-reference: time this released architecture (random weights), e.g. pythia_1b")
     parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32", help="compute dtype (ours)")
     parser.add_argument("--seed", type=int, default=0, help="seed for weights and prompts")
 
 
-def run(args: argparse.Namespace) -> int:
+def measure(args: argparse.Namespace, bench) -> None:
     import jax
     import jax.numpy as jnp
     import numpy as np
@@ -44,21 +41,23 @@ def run(args: argparse.Namespace) -> int:
 
     rng = np.random.default_rng(args.seed)
     dtype = getattr(jnp, args.dtype)
-    if args.jax_only:
+    if args.preset is not None and not bench.no_reference:
+        raise UserError("bench sample --preset times our side only; add --no-reference")
+    torch_model = None
+    if args.preset is not None:
         from emergence_jax.models import build_model, count_params, preset
 
-        if args.preset is None:
-            raise UserError("bench sample --jax-only needs --preset NAME (e.g. pythia_1b)")
         config = preset(args.preset)
         model = build_model(config, dtype=dtype, seed=args.seed)
         vocab, label = config.vocab_size, f"{args.preset} ({count_params(config) / 1e9:.2f}B params)"
-        torch_model = None
     else:
         import torch
         import transformers
 
+        from emergence_jax.bench.harness import set_torch_threads
         from emergence_jax.checkpoints.hf import load_hf_model
 
+        set_torch_threads(bench.threads)
         torch.manual_seed(args.seed)
         hf_config = transformers.LlamaConfig(
             vocab_size=args.vocab, hidden_size=args.hidden, intermediate_size=args.hidden * 8 // 3, num_hidden_layers=args.layers,
@@ -73,41 +72,29 @@ def run(args: argparse.Namespace) -> int:
         label = f"LLaMA hidden={args.hidden} layers={args.layers} vocab={args.vocab}"
 
     prompts = rng.integers(3, vocab, size=(args.batch_size, args.prompt)).tolist()
+    calls = iter(range(1 << 30))
 
-    def ours(call: int):
-        out = generate(model, prompts, max_new_tokens=args.new_tokens, temperature=1.0, rng=jax.random.key(call), eos_id=None)
+    def ours():
+        out = generate(model, prompts, max_new_tokens=args.new_tokens, temperature=1.0, rng=jax.random.key(next(calls)), eos_id=None)
         return np.asarray(out)
 
-    started = time.perf_counter()
-    ours(0)
-    compile_seconds = time.perf_counter() - started
-    started = time.perf_counter()
-    for call in range(1, args.repeats + 1):
-        ours(call)
-    jax_rate = args.batch_size * args.new_tokens * args.repeats / (time.perf_counter() - started)
-    print(f"{label}; prompt {args.prompt} tokens, {args.new_tokens} sampled tokens per row, temperature 1; device {jax.devices()[0].platform}")
-    print(f"{'side':<44}{'batch':>7}{'tokens/s':>12}{'compile s':>11}{'ratio':>8}")
-    if torch_model is None:
-        print(f"{'emergence_jax generate (jit + KV cache)':<44}{args.batch_size:>7}{jax_rate:>12.0f}{compile_seconds:>11.1f}{'':>8}")
-        return 0
-
-    import torch
-
     ref_batch = args.reference_batch or args.batch_size
-    ref_prompts = torch.tensor(rng.integers(3, vocab, size=(ref_batch, args.prompt)))
+    reference = None
+    if torch_model is not None and not bench.no_reference:
+        import torch
 
-    def reference():
-        with torch.inference_mode():
-            return torch_model.generate(
-                input_ids=ref_prompts, attention_mask=torch.ones_like(ref_prompts), do_sample=True, temperature=1.0, top_k=0, top_p=1.0,
-                max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0,
-            )
+        ref_prompts = torch.tensor(rng.integers(3, vocab, size=(ref_batch, args.prompt)))
 
-    reference()
-    started = time.perf_counter()
-    for _ in range(args.repeats):
-        produced = reference().shape[1] - args.prompt
-    torch_rate = ref_batch * produced * args.repeats / (time.perf_counter() - started)
-    print(f"{'transformers generate(do_sample=True)':<44}{ref_batch:>7}{torch_rate:>12.0f}{'':>11}{1.0:>8.2f}")
-    print(f"{'emergence_jax generate (jit + KV cache)':<44}{args.batch_size:>7}{jax_rate:>12.0f}{compile_seconds:>11.1f}{jax_rate / torch_rate:>8.2f}")
-    return 0
+        def reference():
+            with torch.inference_mode():
+                out = torch_model.generate(
+                    input_ids=ref_prompts, attention_mask=torch.ones_like(ref_prompts), do_sample=True, temperature=1.0, top_k=0,
+                    top_p=1.0, max_new_tokens=args.new_tokens, min_new_tokens=args.new_tokens, pad_token_id=0,
+                )
+            if out.shape[1] - args.prompt != args.new_tokens:
+                raise RuntimeError(f"transformers sampled {out.shape[1] - args.prompt} tokens, not {args.new_tokens}")
+
+    bench.say(f"{label}; prompt {args.prompt} tokens, {args.new_tokens} sampled tokens per row, temperature 1; "
+              f"batch {args.batch_size} (reference {ref_batch}); device {jax.devices()[0].platform}")
+    name = f"sampling, batch {args.batch_size}" + (f" (reference batch {ref_batch})" if ref_batch != args.batch_size else "")
+    bench.compare(name, "tokens/s", args.batch_size * args.new_tokens, ours, reference, reference_work=ref_batch * args.new_tokens)
