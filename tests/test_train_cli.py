@@ -64,3 +64,18 @@ def test_finetune_command_trains_exports_and_appends_records(tmp_path):
     rows = read_records([run / "rows.jsonl"])
     assert rows and all(r["model"] == "tiny@step1" and r["train_examples"] == 4 and r["task"] == "mmlu" for r in rows)
     assert {r["n_eval"] for r in rows} == {2}
+    # The rows come from the in-memory (sharded, LoRA-merged) model; they equal an evaluation of
+    # the exported folder read back from disk.
+    from emergence_jax.evaluate.command import evaluate_checkpoint
+    from emergence_jax.evaluate.loading import load_model_for_evaluation
+
+    exported = load_model_for_evaluation(run / "model", progress=False)
+    again = evaluate_checkpoint(
+        exported, None, "mmlu", pretrain_loss=5.5, model_id="tiny@step1", shots=0, seed=0, data_dir=str(data_dir),
+        limit=2, train_examples=4,
+    )
+    assert [r["metric"] for r in again] == [r["metric"] for r in rows]
+    for mine, theirs in zip(rows, again):
+        assert mine["accuracy"] == theirs["accuracy"]
+        for key in {"logprob", "brier", "correct_prob"} & set(mine):
+            assert mine[key] == pytest.approx(theirs[key], rel=1e-5, abs=1e-6)

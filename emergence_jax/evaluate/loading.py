@@ -63,14 +63,26 @@ def mesh_from_arguments(args: argparse.Namespace):
 
 
 def check_model_folder(path: str | Path) -> Path:
-    """`path` as a folder holding `config.json`, or a `UserError` saying what is missing (cheap:
-    run it before reading data so a typo in `--model` fails first)."""
-    folder = Path(path)
+    """The local checkpoint folder for `path` (a folder, or `hf://ORG/NAME@REVISION` fetched into the
+    HF cache by `checkpoints.hub.resolve_model_path`), or a `UserError` saying what is missing
+    (cheap for a folder: run it before reading data so a typo in `--model` fails first)."""
+    from emergence_jax.checkpoints.hub import resolve_model_path
+
+    folder = resolve_model_path(path)
     if not folder.is_dir():
         raise UserError(f"--model {folder}: no such checkpoint folder; pass a folder with config.json and *.safetensors")
     if not (folder / "config.json").is_file():
         raise UserError(f"--model {folder}: config.json not found; pass a Hugging Face checkpoint folder")
     return folder
+
+
+def default_model_id(path: str | Path) -> str:
+    """The checkpoint id rows get by default: `NAME@REVISION` for a Hub spec, else the folder's name."""
+    from emergence_jax.checkpoints.hub import is_hub_spec
+
+    if is_hub_spec(path):
+        return str(path).removeprefix("hf://").rsplit("/", 1)[-1]
+    return Path(path).resolve().name
 
 
 def load_model_for_evaluation(
@@ -98,4 +110,4 @@ def load_model_for_evaluation(
         folder, dtype=getattr(jnp, compute_dtype), param_dtype=getattr(jnp, param_dtype), mesh=mesh,
         progress=progress and jax.process_index() == 0,
     )
-    return LoadedModel.from_model(model, load_tokenizer(folder), model_id=folder.resolve().name, mesh=mesh)
+    return LoadedModel.from_model(model, load_tokenizer(folder), model_id=default_model_id(path), mesh=mesh)

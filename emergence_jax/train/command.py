@@ -3,16 +3,21 @@
 Checks the whole config first (unknown keys, model source, mesh against the devices, batch against
 data parallelism, LoRA targets against the model's layers), so a bad config fails in seconds with
 one line. Then: resolved config to `run_dir/config.yaml`, finetune (resuming from
-`run_dir/checkpoints` if present), export the finetuned (LoRA-merged) weights with the tokenizer to
-`run_dir/model` in Hugging Face format, evaluate them through `emergence-jax evaluate` and append
-its results rows (with `train_examples = D`, `seed` = the subset seed) to `eval.records`.
+`run_dir/checkpoints` if present), merge LoRA adapters, export the finetuned weights with the
+tokenizer to `run_dir/model` in Hugging Face format (`checkpoint.export_merged`), evaluate the
+finetuned model in memory, still sharded (`evaluate.command.evaluate_checkpoint`), and append its
+results rows (with `train_examples = D`, `seed` = the subset seed) to `eval.records`.
+`run_finetune` is the same job as a library function returning the rows (sweeps call it).
+
+Multi-host (`distributed: true`): every process runs the same command; only process 0 writes the
+config, metrics, exported weights, tokenizer files and results rows, to paths all hosts share.
 Exit code 143 means the run was preempted (SIGTERM) after saving; run the same command again.
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import dataclasses
 from pathlib import Path
 
 from emergence_jax.errors import UserError
@@ -38,33 +43,69 @@ def run(args: argparse.Namespace) -> int:
     return finetune(config, progress=not args.no_progress)
 
 
-def finetune(config, *, progress: bool = True) -> int:
-    """Run one finetuning job from a resolved `FinetuneConfig`; returns the exit code."""
-    import jax
+@dataclasses.dataclass
+class FinetuneResult:
+    """How a finetuning job ended: preempted (rerun to resume) or done, with its results rows."""
 
+    preempted: bool
+    steps_done: int
+    final_loss: float
+    rows: list[dict]
+
+
+def finetune(config, *, progress: bool = True) -> int:
+    """Run one finetuning job from a resolved `FinetuneConfig`, appending its rows to
+    `eval.records` (process 0); returns the exit code."""
+    from emergence_jax.distributed import is_writer
+    from emergence_jax.records import append_records
+
+    result = run_finetune(config, progress=progress)
+    run_dir = Path(config.run_dir)
+    if result.preempted:
+        if is_writer():
+            print(f"preempted at step {result.steps_done}; checkpoint saved in {run_dir / 'checkpoints'}; rerun to resume")
+        return PREEMPTED_EXIT_CODE
+    if is_writer():
+        print(f"finetuned {result.steps_done} steps; final loss {result.final_loss:.4f}")
+        if result.rows:
+            append_records(records_path(config), result.rows)
+    return 0
+
+
+def run_finetune(config, *, progress: bool = True) -> FinetuneResult:
+    """Finetune (or resume), export when `checkpoint.export_merged`, and evaluate the finetuned
+    model in memory when `eval.enabled`; returns the rows, written nowhere. Every process of a
+    multi-host job calls it with the same config."""
     from emergence_jax.config import save_config
+    from emergence_jax.distributed import initialize, is_writer
     from emergence_jax.train.loop import run_finetuning
+    from emergence_jax.train.lora import merge_lora
 
     if config.distributed:
-        jax.distributed.initialize()
+        initialize()
     mesh, model_config = validate(config)
     run_dir = Path(config.run_dir)
-    save_config(config, run_dir / "config.yaml")
+    if is_writer():
+        save_config(config, run_dir / "config.yaml")
     model, tokenizer = _load_model_and_tokenizer(config, model_config, mesh)
     examples = _finetune_examples(config, tokenizer)
     outcome = run_finetuning(
         config, model, examples, mesh=mesh, run_dir=run_dir, pad_id=tokenizer.pad_id or 0, progress=progress
     )
+    final_loss = outcome.last_metrics.get("loss", float("nan"))
     if outcome.preempted:
-        print(f"preempted at step {outcome.steps_done}; checkpoint saved in {run_dir / 'checkpoints'}; rerun to resume")
-        return PREEMPTED_EXIT_CODE
-    print(f"finetuned {outcome.steps_done} steps; final loss {outcome.last_metrics.get('loss', float('nan')):.4f}")
-    export_dir = run_dir / "model"
-    if config.checkpoint.export_merged or config.eval.enabled:
-        export_model(outcome.training.model(), config, export_dir)
-    if config.eval.enabled:
-        evaluate_export(config, export_dir, progress=progress)
-    return 0
+        return FinetuneResult(True, outcome.steps_done, final_loss, [])
+    model = merge_lora(outcome.training.model())
+    if config.checkpoint.export_merged:
+        export_model(model, config, run_dir / "model")
+    rows = evaluate_finetuned(model, tokenizer, config, mesh, progress=progress) if config.eval.enabled else []
+    return FinetuneResult(False, outcome.steps_done, final_loss, rows)
+
+
+def records_path(config) -> Path:
+    """`eval.records`, relative to `run_dir` unless absolute."""
+    records = Path(config.eval.records)
+    return records if records.is_absolute() else Path(config.run_dir) / records
 
 
 def validate(config):
@@ -112,9 +153,17 @@ def _model_config(config):
         if not model.tokenizer:
             raise UserError("model.tokenizer is required with model.preset (a folder with tokenizer.json or tokenizer.model)")
         return preset(model.preset)
-    if not (Path(model.path) / "config.json").is_file():
-        raise UserError(f"model.path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder")
-    return read_hf_config(model.path)
+    folder = model_folder(config)
+    if not (folder / "config.json").is_file():
+        raise UserError(f"model.path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder or hf://ORG/NAME@REVISION")
+    return read_hf_config(folder)
+
+
+def model_folder(config) -> Path:
+    """The local folder of `model.path` (an `hf://` spec resolves to its snapshot in the HF cache)."""
+    from emergence_jax.checkpoints.hub import resolve_model_path
+
+    return resolve_model_path(config.model.path)
 
 
 def _load_model_and_tokenizer(config, model_config, mesh):
@@ -122,14 +171,21 @@ def _load_model_and_tokenizer(config, model_config, mesh):
 
     from emergence_jax.checkpoints import load_hf_model
     from emergence_jax.checkpoints.tokenizer import load_tokenizer
+    from emergence_jax.distributed import is_writer
     from emergence_jax.models import build_model
 
     dtype = getattr(jnp, config.model.compute_dtype)
     if config.model.path:
-        model = load_hf_model(config.model.path, dtype=dtype, param_dtype=jnp.float32, mesh=mesh)
+        model = load_hf_model(model_folder(config), dtype=dtype, param_dtype=jnp.float32, mesh=mesh, progress=is_writer())
     else:
         model = build_model(model_config, dtype=dtype, param_dtype=jnp.float32, seed=config.seed, mesh=mesh)
-    return model, load_tokenizer(config.model.tokenizer or config.model.path)
+    return model, load_tokenizer(tokenizer_folder(config))
+
+
+def tokenizer_folder(config) -> Path:
+    from emergence_jax.checkpoints.hub import resolve_model_path
+
+    return resolve_model_path(config.model.tokenizer) if config.model.tokenizer else model_folder(config)
 
 
 def _finetune_examples(config, tokenizer):
@@ -142,43 +198,42 @@ def _finetune_examples(config, tokenizer):
 
 
 def export_model(model, config, folder: Path) -> None:
-    """Merge LoRA adapters (if any) and write weights + tokenizer files as a Hugging Face folder."""
-    from emergence_jax.checkpoints import save_hf_model
-    from emergence_jax.train.lora import merge_lora
+    """Write the (LoRA-merged) model's weights + tokenizer files as a Hugging Face folder. Every
+    process calls it (the export gathers tensors collectively); only process 0 writes, so
+    `folder` must be one all hosts can read (`gs://…` or a shared filesystem)."""
+    from etils import epath
 
-    merge_lora(model)
-    save_hf_model(model, folder)
-    tokenizer_dir = Path(config.model.tokenizer or config.model.path)
-    for name in TOKENIZER_FILES:
-        if (tokenizer_dir / name).is_file():
-            shutil.copyfile(tokenizer_dir / name, folder / name)
+    from emergence_jax.checkpoints import save_hf_model
+    from emergence_jax.distributed import barrier, is_writer
+
+    save_hf_model(model, folder, progress=is_writer())
+    if is_writer():
+        tokenizer_dir = tokenizer_folder(config)
+        for name in TOKENIZER_FILES:
+            if (tokenizer_dir / name).is_file():
+                epath.Path(tokenizer_dir / name).copy(epath.Path(folder) / name, overwrite=True)
+    barrier("emergence_jax.export_model")
 
 
 def model_id(config) -> str:
+    from emergence_jax.evaluate.loading import default_model_id
+
     if config.model.name:
         return config.model.name
-    return Path(config.model.path).resolve().name if config.model.path else config.model.preset
+    return default_model_id(config.model.path) if config.model.path else config.model.preset
 
 
-def evaluate_export(config, folder: Path, *, progress: bool = True) -> None:
-    """Evaluate the exported model with `emergence-jax evaluate`, appending rows to `eval.records`."""
-    from emergence_jax.evaluate import command as evaluate_command
+def evaluate_finetuned(model, tokenizer, config, mesh, *, progress: bool = True) -> list[dict]:
+    """Results rows of the finetuned `model` (in memory, on `mesh`) at each of `eval.shots`."""
+    from emergence_jax.evaluate.command import evaluate_checkpoint
+    from emergence_jax.evaluate.loading import LoadedModel
 
-    records = Path(config.eval.records)
-    if not records.is_absolute():
-        records = Path(config.run_dir) / records
-    parser = argparse.ArgumentParser()
-    evaluate_command.add_arguments(parser)
+    loaded = LoadedModel.from_model(model, tokenizer, model_id=model_id(config), mesh=mesh)
+    rows = []
     for shots in config.eval.shots:
-        argv = [
-            "--model", str(folder), "--task", config.data.task, "--out", str(records),
-            "--pretrain-loss", repr(config.model.pretrain_loss), "--shots", str(shots),
-            "--data-dir", config.data.data_dir, "--seed", str(config.data.subset_seed),
-            "--model-id", model_id(config), "--train-examples", str(config.data.num_examples),
-            "--compute-dtype", config.model.compute_dtype,
-        ]
-        if config.eval.split:
-            argv += ["--split", config.eval.split]
-        if config.eval.limit is not None:
-            argv += ["--limit", str(config.eval.limit)]
-        evaluate_command.run(parser.parse_args(argv))
+        rows += evaluate_checkpoint(
+            loaded, None, config.data.task, pretrain_loss=config.model.pretrain_loss, model_id=loaded.model_id,
+            shots=shots, seed=config.data.subset_seed, data_dir=config.data.data_dir, split=config.eval.split or None,
+            limit=config.eval.limit, train_examples=config.data.num_examples, progress=progress,
+        )
+    return rows
