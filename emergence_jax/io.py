@@ -257,19 +257,23 @@ def _depth_ok(text: str, max_depth: int) -> tuple[bool, int]:
     return True, 0
 
 
-def loads_json(text: str, *, source: str, max_depth: int = MAX_JSON_DEPTH) -> Any:
-    """Parse strict JSON (see the module rules); any problem is a `UserError` naming `source`."""
-    ok, line = _depth_ok(text, max_depth)
+def loads_json(text: str, *, source: str, max_depth: int = MAX_JSON_DEPTH, line: int | None = None) -> Any:
+    """Parse strict JSON (see the module rules); any problem is a `UserError` naming `source` (and,
+    when `text` is line `line` of a JSON-lines file, that line)."""
+    at = f"{source}: line {line}" if line is not None else source
+    ok, deep_line = _depth_ok(text, max_depth)
     if not ok:
-        raise UserError(f"{source}: line {line}: JSON nested deeper than {max_depth} levels; flatten it")
+        at_deep = at if line is not None else f"{source}: line {deep_line}"
+        raise UserError(f"{at_deep}: JSON nested deeper than {max_depth} levels; flatten it")
     try:
         return json.loads(text, parse_constant=_no_constant, parse_float=_finite_float, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as err:
-        raise UserError(f"{source}: line {err.lineno}: not valid JSON ({err.msg}, column {err.colno})") from None
+        at_err = at if line is not None else f"{source}: line {err.lineno}"
+        raise UserError(f"{at_err}: not valid JSON ({err.msg}, column {err.colno})") from None
     except _JSONProblem as err:
-        raise UserError(f"{source}: not strict JSON: {err}") from None
+        raise UserError(f"{at}: not strict JSON: {err}") from None
     except (ValueError, RecursionError):  # an integer with more than 4300 digits
-        raise UserError(f"{source}: not valid JSON (a number with thousands of digits); write a finite number") from None
+        raise UserError(f"{at}: not valid JSON (a number with thousands of digits); write a finite number") from None
 
 
 def read_json(path: str | os.PathLike, *, max_bytes: int = 64 << 20, what: str = "JSON file") -> Any:
