@@ -7,19 +7,22 @@ writes one status line to STATUS_FD. See the threat model in `sandbox.py`. Proce
 - launcher (this process, started as root or as the evaluator's user): forks a mapper, enters new
   user, mount, PID, network, IPC, UTS and cgroup namespaces, opens the folders to show read-only,
   forks the PID-namespace init, times it, and kills it at the wall-clock limit;
-- mapper (root only): writes the launcher's uid/gid maps from outside (65534 -> 65534: the
-  program's identity on the host is `nobody`), then exits;
-- init (PID 1 of the new PID namespace): switches to uid/gid 65534 keeping its namespace
-  capabilities, builds a fresh root (read-only binds, fresh /proc, minimal /dev, a size-capped
+- mapper (root only): writes the launcher's uid/gid maps from outside (0 -> 0 for the launcher
+  and init, which keep capabilities only inside the jail's namespaces; 65534 -> 65534 for the
+  program, whose identity on the host is `nobody`), then exits. Without root, the one mappable
+  id is the evaluator's own, shown as 65534 to both init and the program;
+- init (PID 1 of the new PID namespace): builds a fresh root (read-only binds, fresh /proc, minimal /dev, a size-capped
   writable tmpfs on /tmp), forbids nested user namespaces, pivots into it, forks the program
   process and reports its wait status. When init exits, the kernel kills every process left in
   the namespace, including ones that called setsid;
-- program: drops every capability (bounding set, inheritable, permitted, effective), sets
-  no_new_privs, resource limits and an empty environment, closes every other descriptor, installs
+- program: drops every capability (bounding set, inheritable, permitted, effective), becomes
+  uid/gid 65534 without supplementary groups, sets no_new_privs, resource limits and an empty environment, closes every other descriptor, installs
   the audit hook (second layer) and executes the program's code in this interpreter.
 
-Status lines: `exit <wait status>` (init), `timeout` (launcher), `unavailable <why>` (namespaces
-refused by the kernel), `setup-error <why>` (any other failure to build the jail).
+Status lines: `exit <wait status>` (init), `timeout` (launcher), `init-died <wait status>`
+(launcher: init ended without a status, which only a program sharing its uid, in non-root mode,
+can cause), `unavailable <why>` (namespaces refused by the kernel), `setup-error <why>` (any
+other failure to build the jail).
 """
 
 import _signal
@@ -118,8 +121,10 @@ def _enter_namespaces():
         code = 1
         try:
             if os.read(ready_r, 1) == b"u":
-                _write_file(f"/proc/{launcher}/uid_map", f"{JAIL_UID} {JAIL_UID} 1\n")
-                _write_file(f"/proc/{launcher}/gid_map", f"{JAIL_GID} {JAIL_GID} 1\n")
+                # ns 0 -> host 0 keeps the launcher and init (which stay root, with capabilities
+                # only in the jail's namespaces) a different user from the program.
+                _write_file(f"/proc/{launcher}/uid_map", f"0 0 1\n{JAIL_UID} {JAIL_UID} 1\n")
+                _write_file(f"/proc/{launcher}/gid_map", f"0 0 1\n{JAIL_GID} {JAIL_GID} 1\n")
                 os.write(go_w, b"g")
                 code = 0
         finally:
@@ -165,12 +170,15 @@ def _launch(config):
     _signal.signal(_signal.SIGALRM, _alarm)
     _signal.setitimer(_signal.ITIMER_REAL, config["time_limit_s"])
     try:
-        os.waitpid(init, 0)
+        _, init_status = os.waitpid(init, 0)
         _signal.setitimer(_signal.ITIMER_REAL, 0)
     except TimeoutError:
         os.kill(init, _signal.SIGKILL)  # init's exit kills everything in its PID namespace
         os.waitpid(init, 0)
         _status("timeout")
+        os._exit(0)
+    if init_status != 0:  # init does not fail on its own: the program interfered (non-root mode)
+        _status(f"init-died {init_status}")
     os._exit(0)
 
 
@@ -250,7 +258,7 @@ def _build_root(config, binds, root):
     _mount(None, root + "/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
     # The one writable place: a size- and inode-capped tmpfs owned by the program's user.
     _make_dirs(root + "/tmp")
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV,
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
            f"size={limits['tmp_bytes']},nr_inodes={limits['tmp_inodes']},mode=700,uid={JAIL_UID},gid={JAIL_GID}")
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
     os.chdir(root)
@@ -272,10 +280,6 @@ def _init(config, binds, alive_r):
                 os._exit(0)  # the launcher died before PDEATHSIG was armed
         except BlockingIOError:
             pass
-        _prctl(PR_SET_KEEPCAPS, 1)
-        os.setgroups([])
-        os.setresgid(JAIL_GID, JAIL_GID, JAIL_GID)
-        os.setresuid(JAIL_UID, JAIL_UID, JAIL_UID)
         _mount(None, "/", None, MS_REC | MS_PRIVATE)
         _build_root(config, binds, "/tmp")
     except Exception as error:  # noqa: BLE001 - reported to the evaluator as a setup error
@@ -302,11 +306,16 @@ class _CapData(ctypes.Structure):
 
 
 def _drop_capabilities():
-    """Empty every capability set and set no_new_privs: nothing the program runs can regain any."""
+    """Become uid/gid 65534 with no supplementary groups, empty every capability set and set
+    no_new_privs: nothing the program runs can regain any."""
     cap = 0
     while LIBC.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) == 0:
         cap += 1
     _prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL)
+    if os.getuid() != JAIL_UID:  # root mode (in non-root mode the one mapped user is already 65534)
+        os.setgroups([])
+        os.setresgid(JAIL_GID, JAIL_GID, JAIL_GID)
+        os.setresuid(JAIL_UID, JAIL_UID, JAIL_UID)
     header = _CapHeader(0x20080522, 0)  # _LINUX_CAPABILITY_VERSION_3
     data = (_CapData * 2)()
     _check(LIBC.capset(ctypes.byref(header), data), "capset")
