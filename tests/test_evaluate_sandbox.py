@@ -136,7 +136,12 @@ def test_writes_inside_the_working_directory_are_allowed_and_thrown_away():
         import os
         os.mkdir("scratch")
         with open("scratch/note.txt", "w") as f:
-            f.write(input())
+            f.write(input() + "padding")
+        os.truncate("scratch/note.txt", 4)
+        os.chmod("scratch/note.txt", 0o600)
+        os.rename("scratch/note.txt", "scratch/kept.txt")
+        open("/dev/null", "w").write("discarded")
+        os.rename("scratch/kept.txt", "scratch/note.txt")
         print(open("scratch/note.txt").read(), os.path.basename(os.environ["HOME"]))
     """)
     (result,) = run_test_cases(program, [("kept", "kept tmp")], time_limit_s=10)

@@ -380,8 +380,9 @@ def _enter_program(config):
         code = compile(source, path, "exec")
         if config["audit"]:
             _install_guard(workdir, config["marker"])
-    except SyntaxError:
-        sys.__excepthook__(*sys.exc_info())
+    except SyntaxError as error:
+        error.__traceback__ = None
+        sys.__excepthook__(SyntaxError, error, None)
         os._exit(1)
     except BaseException as error:  # noqa: BLE001
         os.write(2, f"emergence-jax jail setup failed: {type(error).__name__}: {error}\n".encode())
@@ -414,11 +415,22 @@ def _install_guard(root, marker):
     is_instance, to_str, PathLike, PermError, Exc = isinstance, str, os.PathLike, PermissionError, Exception
     inside_prefix = root + os.sep
     letters = frozenset("wax+")
+    # Streams a program may write to by name (competitive-programming code does).
+    streams = frozenset({"/dev/null", "/dev/stdout", "/dev/stderr", "/dev/fd/1", "/dev/fd/2",
+                         "/proc/self/fd/1", "/proc/self/fd/2"})
+    # Where each event's dir_fd arguments are (a dir_fd makes the path relative to a folder the
+    # hook cannot see).
+    dir_fd_at = {"os.remove": (1,), "os.rmdir": (1,), "os.mkdir": (2,), "os.rename": (2, 3), "os.link": (2, 3),
+                 "os.symlink": (2,), "os.chmod": (2,), "os.chown": (3,), "os.utime": (3,), "os.mkfifo": (2,),
+                 "os.mknod": (3,), "shutil.rmtree": (1,)}
+    no_positions = ()
 
     def inside(path):
         if is_instance(path, int) or path is None:
             return False
         try:
+            if fsdecode(path) in streams:
+                return True
             resolved = realpath(join(getcwd(), fsdecode(path)))
         except Exc:
             return False
@@ -451,8 +463,9 @@ def _install_guard(root, marker):
             for p in paths:
                 if p != ":memory:" and not inside(p):
                     refuse(event, args)
-            if event.startswith("os.") and len(args) >= 2 and is_instance(args[-1], int) and args[-1] != -1:
-                refuse(event, args)  # a dir_fd makes the path relative to a folder the hook cannot see
+            for position in dir_fd_at.get(event, no_positions):
+                if position < len(args) and is_instance(args[position], int) and args[position] != -1:
+                    refuse(event, args)
         elif event in refused_events:
             refuse(event, args)
 
@@ -478,5 +491,6 @@ try:
 except SystemExit:
     raise
 except BaseException as _error:  # noqa: BLE001 - what the interpreter would print, minus this frame
-    sys.__excepthook__(type(_error), _error, _error.__traceback__.tb_next)
+    _error.__traceback__ = _error.__traceback__.tb_next
+    sys.__excepthook__(type(_error), _error, _error.__traceback__)
     raise SystemExit(MEMORY_ERROR_EXIT if isinstance(_error, MemoryError) else 1) from None

@@ -210,7 +210,7 @@ def run_program(
     time_limit_s: float = 4.0,
     memory_limit_mb: int = 512,
     output_limit_mb: int = 16,
-    max_processes: int = 32,
+    max_processes: int = 16,
 ) -> CaseResult:
     """Run `program` (Python source) once with `stdin`, in a fresh jail; compare its stdout with
     `expected_stdout`. Limits: `time_limit_s` wall seconds (CPU seconds: its ceiling + 1),
