@@ -423,16 +423,6 @@ for fd in range(3, 64):
     except OSError:
         pass
 ''', (W,), hook=False),
-    Case("what_the_jail_shows", '''
-import os
-shown = sorted(os.listdir("/"))
-for path in ["/home", "/sys", "/var", "/etc/shadow", "/etc/environment", "/etc/pip.conf", "/root/.bash_history",
-             "@REPO@/.git", "@REPO@/emergence_jax", "@HIDDEN@", "@HOSTTMP@"]:
-    if os.path.lexists(path):
-        print("ESCAPED", path)
-print(shown, os.getuid(), os.getgid(), os.getgroups(), open("/proc/self/status").read().count("0000000000000000"))
-print(open("/proc/sys/user/max_user_namespaces").read())
-''', (W,), hook=False),
 ]
 
 
@@ -511,8 +501,75 @@ def test_escape_is_contained(case, host, outputs, monkeypatch, tmp_path, listene
     assert not result.passed
     if case.name == "native_library_from_a_memfd" and "constructor ran" not in stdout:
         pytest.skip("the kernel did not load a library from a memfd (nothing ran to contain): " + stdout[-300:])
-    if case.name == "what_the_jail_shows":
-        assert stdout.strip().splitlines()[-1] == "0", "nested user namespaces must be forbidden"
+
+
+IDENTITY = '''
+import json, os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines())
+hidden = ["/home", "/sys", "/var", "/etc/shadow", "/etc/environment", "/etc/pip.conf", "/root/.bash_history",
+          "@REPO@/.git", "@REPO@/emergence_jax", "@HIDDEN@", "@HOSTTMP@"]
+print(json.dumps({
+    "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
+    "caps": {k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
+    "no_new_privs": int(status["NoNewPrivs"]), "pid": os.getpid(), "ppid": os.getppid(),
+    "shown": [p for p in hidden if os.path.lexists(p)], "root": sorted(os.listdir("/")),
+    "environ": sorted(os.environ), "fds": sorted(os.listdir("/proc/self/fd")),
+    "max_user_namespaces": open("/proc/sys/user/max_user_namespaces").read().strip(),
+    "processes": sorted(int(p) for p in os.listdir("/proc") if p.isdigit()),
+}))
+'''
+
+
+def _check_identity(report: dict, *, root: bool = True) -> None:
+    """Without root the evaluator's supplementary groups cannot be dropped (the kernel forbids
+    setgroups in a user namespace an unprivileged user makes); they show as unmapped (65534)."""
+    assert report["ids"][:4] == [65534] * 4
+    assert report["ids"][4] == [] if root else set(report["ids"][4]) <= {65534}
+    assert report["caps"] == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
+    assert report["no_new_privs"] == 1
+    assert report["shown"] == []
+    assert set(report["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr", "root", "work", "opt", "home"}
+    assert report["environ"] == ["HOME", "LANG", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH", "TMPDIR"]
+    assert report["fds"] == ["0", "1", "2", "3"]  # 3: the listing itself
+    assert report["max_user_namespaces"] == "0"
+    assert report["ppid"] == 1 and report["processes"] == [1, report["pid"]], "only the jail's init and the program"
+
+
+def test_what_the_program_is_and_sees(host, outputs, monkeypatch):
+    import json
+
+    result, stdout, _ = _run(host, outputs, IDENTITY, "{}", hook=False, monkeypatch=monkeypatch)
+    assert result.reason == "wrong_output", result
+    _check_identity(json.loads(stdout))
+
+
+def test_non_root_evaluator_gets_the_same_jail(host):
+    """The path for evaluators without root: a user namespace where the evaluator is uid 1000."""
+    import json
+
+    unshare = shutil.which("unshare")
+    if unshare is None or os.geteuid() != 0:
+        pytest.skip("needs util-linux unshare and root to simulate a non-root evaluator")
+    script = textwrap.dedent('''
+        import os, sys
+        assert os.geteuid() == 1000
+        from emergence_jax.evaluate import sandbox
+        sandbox._AUDIT_HOOK = False
+        classify, seen = sandbox._classify, []
+        sandbox._classify = lambda status, code, out, err, expected: seen.append(out) or classify(status, code, out, err, expected)
+        sandbox.run_program(sys.argv[1], "", "")
+        write = sandbox.run_program(sys.argv[2], "", "ESCAPED")
+        print(seen[0].strip())
+        print(write.reason, write.detail.replace(chr(10), " "))
+    ''')
+    write = host.substitute("open('@VISIBLE@/file.txt', 'a').write('pwned')\nprint('ESCAPED')\n")
+    completed = subprocess.run([unshare, "--user", "--map-user=1000", "--map-group=1000", sys.executable, "-c", script,
+                                host.substitute(IDENTITY), write], capture_output=True, text=True, timeout=60,
+                               cwd=pathlib.Path(__file__).resolve().parents[1])
+    assert completed.returncode == 0, completed.stderr
+    identity_line, write_line = completed.stdout.strip().splitlines()[-2:]
+    _check_identity(json.loads(identity_line), root=False)
+    assert write_line.startswith("runtime_error") and "Read-only file system" in write_line, write_line
 
 
 def _host_processes_with(marker: str) -> list[str]:
