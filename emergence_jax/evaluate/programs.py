@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from emergence_jax.data.prompts import CodePrompt
 from emergence_jax.errors import UserError
 from emergence_jax.evaluate.generation import generate_completions
-from emergence_jax.evaluate.sandbox import CaseResult, run_test_cases
+from emergence_jax.evaluate.sandbox import CaseResult, check_jail, run_test_cases
 
 _FENCED_CODE = re.compile(r"```(?:python3?|py)?[^\n]*\n(.*?)(?:```|\Z)", re.DOTALL)
 
@@ -76,6 +76,7 @@ def evaluate_programs(
     progress: bool = False,
 ) -> list[ProgramOutcome]:
     """Greedy programs for every prompt, each run against its test cases in the sandbox."""
+    check_jail()  # a machine that cannot jail programs fails here, before generating any
     completions = generate_completions(
         model, tokenizer, [p.context for p in prompts], [p.stop for p in prompts],
         max_new_tokens=max_new_tokens, max_length=max_length, batch_size=batch_size, add_bos=add_bos, progress=progress,

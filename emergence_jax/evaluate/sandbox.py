@@ -12,13 +12,18 @@ of a program within its limits.
 Each test case runs in a fresh jail (`jail_init.py`) made of:
 
 - its own user, mount, PID, network, IPC, UTS and cgroup namespaces; the program runs as uid/gid
-  65534 (`nobody` on the host when the evaluator is root; the evaluator's own uid otherwise), with
-  every capability dropped (bounding set included), `no_new_privs`, and nested user namespaces
-  forbidden;
+  65534 with no supplementary groups, every capability dropped (bounding set included),
+  `no_new_privs`, and nested user namespaces forbidden. When the evaluator is root, 65534 is
+  `nobody` on the host and the jail's init stays another user (root inside the namespaces only),
+  which the program can neither signal, trace nor `prlimit`. Without root, the kernel allows one
+  mapped id, the evaluator's own: the program and init share it (init then ignores the program's
+  signals as PID 1 does; a program that breaks it by `prlimit` only fails its own case), and the
+  evaluator's supplementary groups stay;
 - a fresh root: read-only, nosuid binds of `/usr`, a few files from `/etc` (loader cache,
   passwd/group, timezone, certificates, not `/etc/shadow` or other secrets), the interpreter's
-  prefix and the evaluator's site-packages (so numpy, scipy and sympy import); nothing else from
-  the host (no `/root`, `/home`, the repository, `/sys`, or the host's `/tmp`);
+  prefix and the evaluator's site-packages (so numpy, scipy and sympy import; `.pth` files are
+  not run); nothing else from the host (no `/root`, `/home`, the repository, `/sys`, or the
+  host's `/tmp`). World-readable files in those folders are readable, as they are to any user;
 - one writable throwaway folder, `/tmp` (also the working directory, `HOME` and `TMPDIR`): a
   tmpfs capped in bytes and inodes that vanishes with the mount namespace, so no cleanup can be
   defeated by deep trees or permission changes; the expected output never enters the jail;
@@ -38,7 +43,8 @@ with reason `"sandbox_violation"` even when the program catches the `PermissionE
 
 Namespaces are a kernel feature that can be switched off (containers without `CAP_SYS_ADMIN`,
 `user.max_user_namespaces=0`, AppArmor's `restrict_unprivileged_userns` for non-root users). Then
-`run_program` raises a one-line `UserError`; setting `EMERGENCE_JAX_UNSAFE_NO_JAIL=1` runs the
+`run_program` (and `check_jail`, which a command can call before generating) raises a one-line
+`UserError`; setting `EMERGENCE_JAX_UNSAFE_NO_JAIL=1` runs the
 programs with only the audit hook and resource limits (a guard against accidents, not against
 code written to escape), after a warning on stderr.
 """
@@ -323,6 +329,15 @@ def _remove_tree(path: str) -> None:
         shutil.rmtree(path)
     except OSError as error:
         print(f"warning: sandbox: could not remove {path}: {error}", file=sys.stderr)
+
+
+@functools.cache
+def check_jail() -> None:
+    """Build one jail and run a trivial program in it (once per process): raises `UserError` when
+    this machine refuses the namespaces, so a command can stop before it generates anything."""
+    result = run_program("print(7 * 6)", "", "42", time_limit_s=30)
+    if not result.passed:
+        raise RuntimeError(f"sandbox: a trivial program failed in the jail: {result.reason}: {result.detail}")
 
 
 def run_test_cases(
