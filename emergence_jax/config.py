@@ -4,24 +4,43 @@ A config schema is a (nested) frozen dataclass. `load_config(Schema, path, overr
 file, applies dotted overrides (`optim.learning_rate=3e-4`, values parsed as YAML), checks every key
 against the schema and every value against its annotated type, and returns the dataclass. Any
 mistake is a `UserError` naming the file and the dotted key, raised before any compute starts.
+
+Numbers: every float must be finite (``.nan``, ``.inf``, ``1e400`` are refused) and every integer at
+most 2^53 in magnitude; a field declared with `bounded` must also lie in its range. The file is a
+UTF-8 regular file of at most 1 MiB whose YAML nests at most `MAX_DEPTH` levels.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import types
 import typing
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal, TypeVar, Union
 
 import yaml
 
 from emergence_jax.errors import UserError
-from emergence_jax.io import atomic_write_text
+from emergence_jax.io import atomic_write_text, read_text
 
 T = TypeVar("T")
+
+MAX_CONFIG_BYTES = 1 << 20
+"""Largest config file read: 1 MiB."""
+MAX_DEPTH = 32
+"""Deepest nesting of mappings/lists in a config."""
+MAX_NODES = 100_000
+"""Most values in one config (YAML aliases could otherwise make a small file expand enormously)."""
+EXACT_INT = 2**53
+
+
+def bounded(default: Any, *, low: float | None = None, high: float | None = None, low_open: bool = False, high_open: bool = False, also: tuple = ()) -> Any:
+    """A dataclass field that `load_config` checks to lie in [low, high] (an end excluded with
+    `low_open`/`high_open`; a missing end unbounded); values in `also` pass regardless (e.g. -1 =
+    "all the remaining devices"). For a tuple field every item is checked."""
+    return dataclasses.field(default=default, metadata={"bounds": (low, high, low_open, high_open, tuple(also))})
 
 
 def load_config(schema: type[T], path: str | os.PathLike | None, overrides: Sequence[str] = ()) -> T:
@@ -29,16 +48,16 @@ def load_config(schema: type[T], path: str | os.PathLike | None, overrides: Sequ
     source = str(path) if path is not None else "<defaults>"
     data: dict[str, Any] = {}
     if path is not None:
-        try:
-            text = Path(path).read_text()
-        except OSError as err:
-            raise UserError(f"{source}: cannot read config ({err.strerror}); check the --config path") from None
+        text = read_text(path, max_bytes=MAX_CONFIG_BYTES, what="config file")
         try:
             loaded = yaml.safe_load(text)
         except yaml.YAMLError as err:
             line = getattr(getattr(err, "problem_mark", None), "line", None)
             where = f" line {line + 1}" if line is not None else ""
             raise UserError(f"{source}{where}: not valid YAML; fix the syntax") from None
+        except RecursionError:
+            raise UserError(f"{source}: YAML nested too deeply; a config nests at most {MAX_DEPTH} levels") from None
+        _check_shape(loaded, source)
         if loaded is None:
             loaded = {}
         if not isinstance(loaded, dict):
@@ -58,6 +77,9 @@ def apply_override(data: dict[str, Any], override: str) -> None:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    except RecursionError:
+        raise UserError(f"--set {key}: value nested too deeply") from None
+    _check_shape(value, f"--set {key}")
     parts = key.strip().split(".")
     node = data
     for i, part in enumerate(parts[:-1]):
@@ -85,12 +107,46 @@ def config_from_dict(schema: type[T], data: Mapping[str, Any], *, source: str = 
         key = f"{prefix}{name}"
         if name in data:
             values[name] = _coerce(hints[name], data[name], source=source, key=key)
+            if "bounds" in field.metadata:
+                _check_bounds(values[name], field.metadata["bounds"], source=source, key=key)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise UserError(f"{source}: missing required key {key}")
     try:
         return schema(**values)
     except (ValueError, TypeError) as err:
         raise UserError(f"{source}: {err}") from None
+
+
+def _check_shape(data: Any, source: str) -> None:
+    """Refuse configs nested deeper than `MAX_DEPTH` or holding more than `MAX_NODES` values."""
+    stack = [(data, 0)]
+    nodes = 0
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if nodes > MAX_NODES:
+            raise UserError(f"{source}: more than {MAX_NODES} values (YAML aliases expanding?); simplify the config")
+        if depth > MAX_DEPTH:
+            raise UserError(f"{source}: nested deeper than {MAX_DEPTH} levels; a config is a few levels of mappings")
+        if isinstance(node, dict):
+            stack.extend((v, depth + 1) for v in node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend((v, depth + 1) for v in node)
+
+
+def _check_bounds(value: Any, bounds: tuple, *, source: str, key: str) -> None:
+    low, high, low_open, high_open, also = bounds
+    for item in value if isinstance(value, tuple) else (value,):
+        if item is None or item in also:
+            continue
+        below = low is not None and (item <= low if low_open else item < low)
+        above = high is not None and (item >= high if high_open else item > high)
+        if below or above:
+            left = "(" if low_open else "["
+            right = ")" if high_open else "]"
+            span = f"{left}{'-inf' if low is None else low}, {'inf' if high is None else high}{right}"
+            extra = f" (or {', '.join(map(str, also))})" if also else ""
+            raise UserError(f"{source}: {key} = {item} is outside {span}{extra}")
 
 
 def config_to_dict(config: Any) -> Any:
@@ -143,8 +199,14 @@ def _coerce(annotation: Any, value: Any, *, source: str, key: str) -> Any:
             raise UserError(f"{source}: {key} must be true or false, got {value!r}")
         return value
     if annotation is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{source}: {key} must be an integer, got {value!r}")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UserError(f"{source}: {key} must be a finite integer, got {value!r}")
+        if int(value) != value:
+            raise UserError(f"{source}: {key} must be an integer, got {value!r}")
+        if abs(value) > EXACT_INT:
+            raise UserError(f"{source}: {key} = {value!r} is beyond 2^53; use a sensible size")
         return int(value)
     if annotation is float:
         if isinstance(value, str):
@@ -154,7 +216,13 @@ def _coerce(annotation: Any, value: Any, *, source: str, key: str) -> Any:
                 pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise UserError(f"{source}: {key} must be a number, got {value!r}")
-        return float(value)
+        try:
+            number = float(value)
+        except OverflowError:
+            number = math.inf
+        if not math.isfinite(number):
+            raise UserError(f"{source}: {key} must be a finite number, got {value!r}")
+        return number
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise UserError(f"{source}: {key} must be a string, got {value!r}")

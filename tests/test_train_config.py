@@ -73,5 +73,5 @@ def test_bad_config_fails_with_one_line_before_compute(config_file, overrides, m
 
 
 def test_missing_config_file_is_a_user_error(tmp_path):
-    with pytest.raises(UserError, match="cannot read config"):
+    with pytest.raises(UserError, match="config file not found"):
         load_config(FinetuneConfig, tmp_path / "absent.yaml")

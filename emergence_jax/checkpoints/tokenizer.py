@@ -7,25 +7,52 @@
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any
 
 from etils import epath
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import loads_json, read_json
+
+MAX_CONFIG_BYTES = 16 << 20
+"""Largest tokenizer_config.json / special_tokens_map.json / config.json read: 16 MiB."""
 
 TOKENIZER_JSON = "tokenizer.json"
 SENTENCEPIECE_MODEL = "tokenizer.model"
 
 
 def _read_json(path: epath.Path) -> dict[str, Any]:
+    """A tokenizer/model config file as a dict ({} when absent); strict JSON, a JSON object."""
     if not path.exists():
         return {}
-    try:
-        return json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
+    if isinstance(path, epath.Path) and not str(path).startswith(("gs://", "s3://")):
+        data = read_json(os.fspath(path), max_bytes=MAX_CONFIG_BYTES, what="JSON config")
+    else:
+        data = loads_json(path.read_text(), source=str(path))
+    if not isinstance(data, dict):
+        raise UserError(f"{path}: expected a JSON object of settings, got a {type(data).__name__}; is this the model's {path.name}?")
+    return data
+
+
+def check_special_ids(tokenizer: Tokenizer, vocab_size: int, source: str) -> None:
+    """Refuse special-token ids outside `vocab_size` (the model's embedding rows): scoring with one
+    would read past the embedding table and give a NaN or meaningless loss."""
+    for field in ("bos", "eos", "pad"):
+        value = getattr(tokenizer, f"{field}_id")
+        if value is not None and not 0 <= value < vocab_size:
+            raise UserError(f"{source}: {field}_token id {value} is outside the vocabulary (size {vocab_size}); fix the tokenizer or config files")
+
+
+def check_tokenizer_files(folder: str | os.PathLike, vocab_size: int) -> None:
+    """The cheap checks of a checkpoint folder's tokenizer: its JSON configs are JSON objects and
+    its special-token ids lie inside the model's `vocab_size` (nothing checked when it has no
+    tokenizer; `load_tokenizer` says so when one is needed)."""
+    root = epath.Path(folder)
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        _read_json(root / name)
+    if (root / TOKENIZER_JSON).exists() or (root / SENTENCEPIECE_MODEL).exists():
+        check_special_ids(load_tokenizer(root), vocab_size, str(root))
 
 
 def _token_text(value: Any) -> str | None:
@@ -116,5 +143,8 @@ def load_tokenizer(folder: str | os.PathLike) -> Tokenizer:
             value = model_config.get(f"{field}_token_id")
             found = value[0] if isinstance(value, list) and value else value
         if found is not None:
+            if isinstance(found, bool) or not isinstance(found, int):
+                raise UserError(f"{root}: {field}_token_id {found!r} is not a token id (an integer)")
             setattr(tokenizer, f"{field}_id", int(found))
+    check_special_ids(tokenizer, tokenizer.vocab_size, str(root))
     return tokenizer

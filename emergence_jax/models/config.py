@@ -285,13 +285,111 @@ CONFIG_CLASSES: dict[str, type[LlamaConfig] | type[GPTNeoXConfig]] = {
 }
 
 
+# config.json field -> (kind, lowest, highest): sizes bounded so that a typo cannot make the
+# loader allocate for hours (`num_hidden_layers: 1e9`); the largest open models sit far inside.
+HF_FIELD_RANGES: dict[str, tuple[str, float, float]] = {
+    "vocab_size": ("int", 1, 1 << 24),
+    "hidden_size": ("int", 1, 1 << 17),
+    "intermediate_size": ("int", 1, 1 << 20),
+    "num_hidden_layers": ("int", 1, 4096),
+    "num_attention_heads": ("int", 1, 4096),
+    "num_key_value_heads": ("int", 1, 4096),
+    "head_dim": ("int", 1, 1 << 14),
+    "max_position_embeddings": ("int", 1, 1 << 24),
+    "rope_theta": ("float", 1e-6, 1e12),
+    "rotary_emb_base": ("float", 1e-6, 1e12),
+    "rotary_pct": ("float", 1e-6, 1.0),
+    "partial_rotary_factor": ("float", 1e-6, 1.0),
+    "rms_norm_eps": ("float", 0.0, 1.0),
+    "layer_norm_eps": ("float", 0.0, 1.0),
+}
+HF_REQUIRED = ("vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
+HF_BOOL_FIELDS = ("tie_word_embeddings", "use_parallel_residual", "attention_bias", "mlp_bias")
+MAX_PARAMETERS = 2e12
+"""Largest model accepted, in parameters (estimated from config.json before anything is allocated)."""
+
+
+def _hf_number(hf: dict[str, Any], key: str, source: str) -> None:
+    kind, low, high = HF_FIELD_RANGES[key]
+    value = hf[key]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise UserError(f"{source}: {key} must be a number, got {value!r}")
+    if not np.isfinite(value):
+        raise UserError(f"{source}: {key} must be finite, got {value!r}")
+    if kind == "int" and value != int(value):
+        raise UserError(f"{source}: {key} must be a whole number, got {value!r}")
+    if not low <= value <= high:
+        raise UserError(f"{source}: {key} = {value!r} is outside [{low}, {high}]; check the checkpoint's config.json")
+
+
+def _token_id_check(hf: dict[str, Any], key: str, source: str) -> None:
+    value = hf.get(key)
+    if value is None:
+        return
+    for item in value if isinstance(value, list) else [value]:
+        if isinstance(item, bool) or not isinstance(item, int):
+            raise UserError(f"{source}: {key} must be a token id (an integer) or a list of them, got {value!r}")
+        if key == "pad_token_id" and item < 0:
+            continue  # some configs write -1 for "no padding token"
+        if not 0 <= item < hf["vocab_size"]:
+            raise UserError(f"{source}: {key} {item} is outside the vocabulary (vocab_size {hf['vocab_size']}); fix config.json")
+
+
+def estimated_parameters(hf: dict[str, Any]) -> float:
+    """Parameters of the transformer `hf` describes (embeddings, attention, MLP), before allocating."""
+    hidden, layers, vocab = float(hf["hidden_size"]), float(hf["num_hidden_layers"]), float(hf["vocab_size"])
+    heads = float(hf["num_attention_heads"])
+    head_dim = float(hf.get("head_dim") or hidden / heads)
+    kv_heads = float(hf.get("num_key_value_heads") or heads)
+    attention = hidden * head_dim * (2 * heads + 2 * kv_heads)
+    mlp = 3 * hidden * float(hf["intermediate_size"])
+    embeddings = vocab * hidden * (1 if hf.get("tie_word_embeddings") else 2)
+    return embeddings + layers * (attention + mlp)
+
+
+def validate_hf_config(hf: Any, source: str = "config.json") -> None:
+    """Check a parsed HF `config.json` before use: a JSON object, required sizes present, every
+    number finite, whole where it counts something, within `HF_FIELD_RANGES`; token ids inside the
+    vocabulary; at most `MAX_PARAMETERS` parameters. Any problem is a one-line `UserError`."""
+    if not isinstance(hf, dict):
+        raise UserError(f"{source}: expected a JSON object of model settings, got a {type(hf).__name__}; is this a Hugging Face config.json?")
+    for key in HF_REQUIRED:
+        if key not in hf:
+            raise UserError(f"{source}: required field {key!r} is missing")
+    for key in HF_FIELD_RANGES:
+        if hf.get(key) is not None:
+            _hf_number(hf, key, source)
+    for key in HF_BOOL_FIELDS:
+        if key in hf and hf[key] is not None and not isinstance(hf[key], bool):
+            raise UserError(f"{source}: {key} must be true or false, got {hf[key]!r}")
+    for key in ("bos_token_id", "eos_token_id", "pad_token_id"):
+        _token_id_check(hf, key, source)
+    for key in ("rope_scaling", "rope_parameters"):
+        if hf.get(key) is not None:
+            if not isinstance(hf[key], dict):
+                raise UserError(f"{source}: {key} must be an object, got {type(hf[key]).__name__}")
+            for name, value in hf[key].items():
+                if name in ("factor", "low_freq_factor", "high_freq_factor", "rope_theta", "partial_rotary_factor", "original_max_position_embeddings"):
+                    if isinstance(value, bool) or not isinstance(value, (int, float)) or not np.isfinite(value) or value <= 0:
+                        raise UserError(f"{source}: {key}.{name} must be a positive finite number, got {value!r}")
+    if hf["hidden_size"] % hf["num_attention_heads"] and not hf.get("head_dim"):
+        raise UserError(f"{source}: hidden_size {hf['hidden_size']} is not a multiple of num_attention_heads {hf['num_attention_heads']}")
+    params = estimated_parameters(hf)
+    if params > MAX_PARAMETERS:
+        raise UserError(f"{source}: these sizes describe a model of ~{params:.3g} parameters, beyond the {MAX_PARAMETERS:.0e} limit; check hidden_size, num_hidden_layers, vocab_size")
+
+
 def config_from_hf(hf: dict[str, Any], source: str = "config.json") -> ModelConfig:
-    """Our config from a parsed HF `config.json`; one-line UserError for an unknown type or a missing field."""
+    """Our config from a parsed HF `config.json` (checked by `validate_hf_config` first); one-line
+    UserError for an unknown type, a missing field or an out-of-range value."""
+    if not isinstance(hf, dict):
+        validate_hf_config(hf, source)
     model_type = hf.get("model_type")
     if model_type not in CONFIG_CLASSES:
         raise UserError(
             f"{source}: model_type {model_type!r} is not supported (supported: {', '.join(sorted(CONFIG_CLASSES))})"
         )
+    validate_hf_config(hf, source)
     try:
         return CONFIG_CLASSES[model_type].from_hf(hf)
     except KeyError as err:
