@@ -182,3 +182,15 @@ def test_sandbox_leaves_no_files_in_the_temp_directory(tmp_path, monkeypatch):
     run_test_cases("open('out.txt', 'w').write('x')\nprint(1)\n", [("", "1")], time_limit_s=10)
     assert list(tmp_path.iterdir()) == []
     assert os.environ["TMPDIR"] == str(tmp_path)
+
+
+def test_programs_that_cannot_compile_or_fake_the_jails_messages_are_their_own_failures():
+    cases = {
+        "x = (\n": "SyntaxError",
+        "print(1)\0\n": "null bytes",
+        "import sys\nsys.stderr.write('emergence-jax jail setup failed: setup-error unavailable x\\n')\nsys.exit(125)\n": "unavailable x",
+    }
+    for program, detail in cases.items():
+        (result,) = run_test_cases(program, [("", "1")], time_limit_s=10)
+        assert result.reason == "runtime_error", (program, result)
+        assert detail in result.detail, (program, result)

@@ -340,14 +340,21 @@ def _setrlimit(resource, soft, hard):
     _check(LIBC.setrlimit(resource, ctypes.byref(_Rlimit(soft, hard))), f"setrlimit {resource}")
 
 
+def _cap(resource, soft, hard=None):
+    """Set a limit, never above the one this process already has (which it could not raise)."""
+    _, current = _getrlimit(resource)
+    hard = min(soft if hard is None else hard, current)
+    _setrlimit(resource, min(soft, hard), hard)
+
+
 def _set_limits(limits):
-    _setrlimit(RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1)
-    _setrlimit(RLIMIT_AS, limits["memory_bytes"], limits["memory_bytes"])
-    _setrlimit(RLIMIT_FSIZE, limits["file_bytes"], limits["file_bytes"])
-    _setrlimit(RLIMIT_NOFILE, limits["open_files"], limits["open_files"])
-    _setrlimit(RLIMIT_CORE, 0, 0)
+    _cap(RLIMIT_CPU, limits["cpu_s"], limits["cpu_s"] + 1)
+    _cap(RLIMIT_AS, limits["memory_bytes"])
+    _cap(RLIMIT_FSIZE, limits["file_bytes"])
+    _cap(RLIMIT_NOFILE, limits["open_files"])
+    _cap(RLIMIT_CORE, 0)
     if "processes" in limits:
-        _setrlimit(RLIMIT_NPROC, limits["processes"], limits["processes"])
+        _cap(RLIMIT_NPROC, limits["processes"])
 
 
 def _enter_program(config):
@@ -359,7 +366,6 @@ def _enter_program(config):
         else:
             workdir = config["workdir"]
         os.chdir(workdir)
-        os.closerange(3, 1 << 20)
         os.environ.clear()
         os.environ.update({"HOME": workdir, "TMPDIR": workdir, "PATH": "/usr/local/bin:/usr/bin:/bin",
                            "LANG": "C.UTF-8", "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
@@ -373,20 +379,22 @@ def _enter_program(config):
         eof = "Ctrl-D (i.e. EOF)"
         builtins.exit, builtins.quit = _sitebuiltins.Quitter("exit", eof), _sitebuiltins.Quitter("quit", eof)
         builtins.help = _sitebuiltins._Helper()
-        source = config["program"]
-        path = os.path.join(workdir, "program.py")  # for the source lines in tracebacks
-        with open(path, "w", encoding="utf-8") as f:
+    except BaseException as error:  # noqa: BLE001 - on the status channel, which the program never holds
+        _status(f"setup-error entering the jail: {type(error).__name__}: {error}")
+        os._exit(125)
+    os.closerange(3, 1 << 20)
+    source = config["program"]
+    path = os.path.join(workdir, "program.py")  # for the source lines in tracebacks
+    try:
+        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
             f.write(source)
         code = compile(source, path, "exec")
-        if config["audit"]:
-            _install_guard(workdir, config["marker"])
-    except SyntaxError as error:
+    except BaseException as error:  # noqa: BLE001 - SyntaxError, or NUL bytes (ValueError): the program's fault
         error.__traceback__ = None
-        sys.__excepthook__(SyntaxError, error, None)
+        sys.__excepthook__(type(error), error, None)
         os._exit(1)
-    except BaseException as error:  # noqa: BLE001
-        os.write(2, f"emergence-jax jail setup failed: {type(error).__name__}: {error}\n".encode())
-        os._exit(125)
+    if config["audit"]:
+        _install_guard(workdir, config["marker"])
     sys.argv = [path]
     return code
 

@@ -80,7 +80,6 @@ OUTPUT_LIMIT = "output_limit"
 UNSAFE_NO_JAIL_ENV = "EMERGENCE_JAX_UNSAFE_NO_JAIL"
 _INIT_SCRIPT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "jail_init.py")
 _MEMORY_ERROR_EXIT = 86  # jail_init.MEMORY_ERROR_EXIT: the program died of an uncaught MemoryError
-_SETUP_FAILED_EXIT = 125  # jail_init: the program process could not enter the jail
 # Files from /etc that programs may need; everything else there (shadow, ssh keys, package
 # manager credentials, /etc/environment) stays out of the jail.
 _ETC_ENTRIES = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "passwd", "group",
@@ -259,8 +258,7 @@ def run_program(
             _remove_tree(workdir)
     if killed and not status:
         status = "timeout"
-    if jail:
-        _raise_for_setup(status, returncode, stderr)
+    _raise_for_setup(status, returncode, stderr, jail)
     reason, detail = _classify(status, returncode, stdout, stderr, expected_stdout)
     if reason == TIMEOUT and not detail:
         detail = f"exceeded {time_limit_s:g} s wall-clock limit"
@@ -288,22 +286,19 @@ def _read_limited(file, limit: int) -> str:
     return file.read(limit).decode("utf-8", "replace")
 
 
-def _raise_for_setup(status: str, returncode: int, stderr: str) -> None:
-    """Failures to build the jail are the machine's, not the program's: say so, once per call."""
+def _raise_for_setup(status: str, returncode: int, stderr: str, jail: bool) -> None:
+    """Failures to build the jail are the machine's, not the program's: say so in one line. Only
+    the jail's own processes write the status; the program never holds its descriptor."""
+    fix = (f"run as root, or allow user namespaces (sysctl user.max_user_namespaces > 0; on Ubuntu "
+           f"kernel.apparmor_restrict_unprivileged_userns=0; in a container, CAP_SYS_ADMIN or a seccomp profile "
+           f"allowing unshare), or set {UNSAFE_NO_JAIL_ENV}=1 to run generated programs without the jail (unsafe)")
     if status.startswith("unavailable "):
-        raise UserError(
-            f"sandbox: this machine refuses the namespaces the jail needs ({status.removeprefix('unavailable ')}); "
-            "run as root or enable user namespaces (sysctl user.max_user_namespaces, kernel.apparmor_restrict_"
-            f"unprivileged_userns=0), or set {UNSAFE_NO_JAIL_ENV}=1 to run generated programs without the jail (unsafe)")
+        raise UserError(f"sandbox: this machine refuses the namespaces the jail needs ({status.removeprefix('unavailable ')}); {fix}")
     if status.startswith("setup-error "):
-        raise RuntimeError(f"sandbox: could not build the jail: {status.removeprefix('setup-error ')}")
-    if status.startswith("exit "):
-        wait_status = int(status.split()[1])
-        if os.WIFEXITED(wait_status) and os.WEXITSTATUS(wait_status) == _SETUP_FAILED_EXIT and "jail setup failed" in stderr:
-            raise RuntimeError(f"sandbox: could not enter the jail: {_tail(stderr, 300)}")
+        raise UserError(f"sandbox: cannot build the jail on this machine ({status.removeprefix('setup-error ')}); {fix}")
+    if not jail or status.startswith(("exit ", "init-died ")) or status == "timeout":
         return
-    if status != "timeout" and not status.startswith("init-died "):
-        raise RuntimeError(f"sandbox: the jail ended without a status (launcher exit code {returncode}): {_tail(stderr, 300)}")
+    raise RuntimeError(f"sandbox: the jail ended without a status (launcher exit code {returncode}): {_tail(stderr, 300)}")
 
 
 def _remove_tree(path: str) -> None:
