@@ -91,3 +91,56 @@ def test_cli_reports_bad_records_in_one_line_with_exit_code_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert err[-1].startswith("error: ") and "column 'accuracy'" in err[-1]
     assert not (tmp_path / "fit").exists()
+
+
+def test_bom_is_accepted_and_ids_are_stripped(tmp_path):
+    path = tmp_path / "bom.csv"
+    path.write_bytes(b"\xef\xbb\xbf" + f"{HEADER}\n m1 ,2.5,0,5,0.25,100,0.25\nm1,2.5,0,5,0.25,100,0.25\n".encode())
+    rows = read_records(path)
+    assert [r["model"] for r in rows] == ["m1"]  # " m1 " and "m1" are one model: whitespace is stripped
+
+
+def test_exact_integer_range_boundary(tmp_path):
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({**GOOD, "seed": 2**53}) + "\n")
+    assert read_records(path)[0]["seed"] == 2**53
+    path.write_text(json.dumps({**GOOD, "seed": 2**53 + 1}) + "\n")
+    with pytest.raises(UserError, match="2\\^53"):
+        read_records(path)
+
+
+def test_correct_counts_tolerance_rule():
+    from emergence_jax.records import correct_counts
+
+    rows = [{**GOOD, "accuracy": 0.3333333, "n_eval": 3}, {**GOOD, "accuracy": 0.231169, "n_eval": 14042}]
+    assert correct_counts(rows).tolist() == [1.0, 3246.0]  # written with limited digits: still a count
+    with pytest.raises(UserError, match="0.5 is not a whole number of correct answers"):
+        correct_counts([{**GOOD, "accuracy": 0.05, "n_eval": 10}])  # refused, not rounded to 0 or 1
+
+
+def test_csv_written_rows_quote_their_last_field_and_round_trip(tmp_path):
+    path = tmp_path / "r.csv"
+    rows = [{**GOOD, "task": 'quote"d, task', "note": "é"}]
+    write_records(path, rows)
+    lines = path.read_text().splitlines()
+    assert lines[1].endswith(',"é"')
+    assert read_records(path)[0]["task"] == 'quote"d, task'
+
+
+def test_append_with_a_new_column_widens_the_header(tmp_path):
+    path = tmp_path / "r.csv"
+    append_records(path, [GOOD])
+    append_records(path, [{**GOOD, "model": "m2", "seed": 3}])
+    rows = read_records(path)
+    assert path.read_text().splitlines()[0].endswith(",seed")
+    assert [r.get("seed") for r in rows] == [None, 3]
+    append_records(path, [{**GOOD, "model": "m3"}])  # fewer columns than the header: empty cells
+    assert [r["model"] for r in read_records(path)] == ["m@1", "m2", "m3"]
+
+
+def test_append_refuses_a_foreign_csv(tmp_path):
+    path = tmp_path / "other.csv"
+    path.write_text("a,b\n1,2\n")
+    with pytest.raises(UserError, match="missing required column"):
+        append_records(path, [GOOD])
+    assert path.read_text() == "a,b\n1,2\n"
