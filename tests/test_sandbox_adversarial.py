@@ -717,3 +717,30 @@ def shlex_quote(text: str) -> str:
     import shlex
 
     return shlex.quote(text)
+
+
+def test_process_limit_is_per_jail_and_jails_run_side_by_side(host, outputs, monkeypatch):
+    """Every jail's program is host uid 65534, yet the process limit counts per jail: four jails
+    at once each reach exactly their own limit (the program's main thread plus limit - 1 more).
+    (Address space is raised here: each thread reserves a stack and a malloc arena.)"""
+    from concurrent.futures import ThreadPoolExecutor
+
+    program = textwrap.dedent('''
+        import threading, time
+        stop = threading.Event()
+        started = 0
+        try:
+            while started < 100:
+                threading.Thread(target=stop.wait, daemon=True).start()
+                started += 1
+        except RuntimeError:
+            pass
+        print(started)
+        stop.set()
+    ''')
+    monkeypatch.setattr(sandbox, "_AUDIT_HOOK", False)
+    limits = [16, 12, 16, 8]
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(lambda n: sandbox.run_program(program, "", str(n - 1), time_limit_s=20, max_processes=n,
+                                                              memory_limit_mb=8192), limits))
+    assert [r.reason for r in results] == ["passed"] * 4, results
