@@ -194,3 +194,10 @@ def test_programs_that_cannot_compile_or_fake_the_jails_messages_are_their_own_f
         (result,) = run_test_cases(program, [("", "1")], time_limit_s=10)
         assert result.reason == "runtime_error", (program, result)
         assert detail in result.detail, (program, result)
+
+
+@pytest.mark.parametrize("limits", [{"time_limit_s": 0}, {"time_limit_s": float("nan")}, {"memory_limit_mb": -1},
+                                    {"output_limit_mb": float("inf")}, {"max_processes": 0}])
+def test_limits_must_be_positive_and_finite(limits):
+    with pytest.raises(sandbox.UserError, match=next(iter(limits))):
+        sandbox.run_program("print(1)", "", "1", **limits)

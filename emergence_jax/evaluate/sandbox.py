@@ -54,6 +54,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import marshal
+import math
 import os
 import shutil
 import signal
@@ -222,9 +223,13 @@ def run_program(
     `memory_limit_mb` MiB of address space per process, `output_limit_mb` MiB per written file
     (stdout, stderr, files in /tmp; /tmp holds at most 4x that), `max_processes` processes and
     threads. Raises `UserError` when this machine cannot build the jail."""
+    for name, value in (("time_limit_s", time_limit_s), ("memory_limit_mb", memory_limit_mb),
+                        ("output_limit_mb", output_limit_mb), ("max_processes", max_processes)):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            raise UserError(f"sandbox: {name} is {value!r}; give a positive finite number")
     jail = not _unsafe_no_jail()
-    output_bytes = output_limit_mb * 2**20
-    limits = {"cpu_s": int(time_limit_s) + 1, "memory_bytes": memory_limit_mb * 2**20, "file_bytes": output_bytes,
+    output_bytes = int(output_limit_mb * 2**20)
+    limits = {"cpu_s": int(time_limit_s) + 1, "memory_bytes": int(memory_limit_mb * 2**20), "file_bytes": output_bytes,
               "open_files": 256}
     binds, links, sys_path = jail_view()
     config = {"program": program, "time_limit_s": time_limit_s, "limits": limits, "jail": jail,
@@ -232,7 +237,7 @@ def run_program(
               "sys_path": sys_path,
               "scratch": {"tmp_bytes": 4 * output_bytes, "tmp_inodes": 16384, "shm_bytes": 2**20}}
     if jail:
-        limits["processes"] = max_processes
+        limits["processes"] = int(max_processes)
     workdir = None
     if not jail:
         _warn_unsafe_once()
