@@ -1,8 +1,9 @@
 """The jail's init: run by `sandbox.run_program` as `python -I -S -B jail_init.py CONFIG_FD STATUS_FD`.
 
 A standalone script (it imports nothing from emergence_jax, and of the standard library only
-builtin modules, os and ctypes, to start fast): it reads a marshalled config from CONFIG_FD, builds the jail, runs the program in it, and
-writes one status line to STATUS_FD. See the threat model in `sandbox.py`. Processes (jail mode):
+builtin modules, os and ctypes, to start fast): it reads a marshalled config from CONFIG_FD,
+builds the jail, runs the program in it, and writes one status line to STATUS_FD. See the threat
+model in `sandbox.py`. Processes (jail mode):
 
 - launcher (this process, started as root or as the evaluator's user): forks a mapper, enters new
   user, mount, PID, network, IPC, UTS and cgroup namespaces, opens the folders to show read-only,
@@ -11,18 +12,22 @@ writes one status line to STATUS_FD. See the threat model in `sandbox.py`. Proce
   and init, which keep capabilities only inside the jail's namespaces; 65534 -> 65534 for the
   program, whose identity on the host is `nobody`), then exits. Without root, the one mappable
   id is the evaluator's own, shown as 65534 to both init and the program;
-- init (PID 1 of the new PID namespace): builds a fresh root (read-only binds, fresh /proc, minimal /dev, a size-capped
-  writable tmpfs on /tmp), forbids nested user namespaces, pivots into it, forks the program
-  process and reports its wait status. When init exits, the kernel kills every process left in
-  the namespace, including ones that called setsid;
+- init (PID 1 of the new PID namespace): builds a fresh root (read-only binds, fresh /proc,
+  minimal /dev, a size-capped writable tmpfs on /tmp), forbids nested user namespaces, pivots
+  into it, forks the program process and reports its wait status. When init exits, the kernel
+  kills every process left in the namespace, including ones that called setsid;
 - program: drops every capability (bounding set, inheritable, permitted, effective), becomes
-  uid/gid 65534 without supplementary groups, sets no_new_privs, resource limits and an empty environment, closes every other descriptor, installs
-  the audit hook (second layer) and executes the program's code in this interpreter.
+  uid/gid 65534 without supplementary groups, sets no_new_privs, resource limits and an empty
+  environment, closes every other descriptor, installs the audit hook (second layer) and
+  executes the program's code in this interpreter.
+
+Without the jail (`EMERGENCE_JAX_UNSAFE_NO_JAIL`), this process is the program process: limits,
+audit hook, then the code, in a host folder the evaluator removes.
 
 Status lines: `exit <wait status>` (init), `timeout` (launcher), `init-died <wait status>`
 (launcher: init ended without a status, which only a program sharing its uid, in non-root mode,
 can cause), `unavailable <why>` (namespaces refused by the kernel), `setup-error <why>` (any
-other failure to build the jail).
+other failure to build or enter the jail).
 """
 
 import _signal
@@ -37,10 +42,9 @@ MS_RDONLY, MS_NOSUID, MS_NODEV, MS_NOEXEC = 1, 2, 4, 8
 MS_REMOUNT, MS_BIND, MS_REC, MS_PRIVATE = 32, 4096, 16384, 1 << 18
 MS_RELATIME, MS_NOATIME, MS_NODIRATIME = 1 << 21, 1024, 2048
 MNT_DETACH = 2
-PR_SET_PDEATHSIG, PR_SET_KEEPCAPS, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 8, 24, 38
+PR_SET_PDEATHSIG, PR_CAPBSET_DROP, PR_SET_NO_NEW_PRIVS = 1, 24, 38
 PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 RLIMIT_CPU, RLIMIT_FSIZE, RLIMIT_CORE, RLIMIT_NPROC, RLIMIT_NOFILE, RLIMIT_AS = 0, 1, 4, 6, 7, 9
-RLIM_INFINITY = (1 << 64) - 1
 SYS_PIVOT_ROOT = {"x86_64": 155, "aarch64": 41}
 JAIL_UID = JAIL_GID = 65534
 MEMORY_ERROR_EXIT = 86  # the program process's exit code after an uncaught MemoryError
