@@ -522,15 +522,18 @@ def append_records(path: str | os.PathLike, rows: Sequence[dict]) -> None:
         return
     with locked_file(path) as handle:
         data = handle.read()
+        start = data.rfind(b"\n") + 1  # the last line's start; data[start:] is empty or lacks its newline
+        decode_utf8(data[:start], source=source)  # refuse to add to a file that is not UTF-8 (nothing touched yet)
         header: list[str] | None = None
-        if fmt == "csv" and b"\n" in data:
+        if fmt == "csv" and start:
             first = decode_utf8(data[: data.index(b"\n") + 1], source=source)
             header = _csv_header(next(csv.reader([first.strip("\r\n")])), source, 1)
         prefix = b""
-        if data and not data.endswith(b"\n"):
-            start = data.rfind(b"\n") + 1
+        if start < len(data):
             if _complete_line(data[start:], fmt, header):
                 prefix = b"\n"
+            elif start == 0:  # a single unfinished line: not evidently ours, so never cut
+                raise UserError(f"{source}: holds one line without a newline that is not a complete {fmt.upper()} {'header' if fmt == 'csv' else 'row'}; fix or remove the file")
             else:
                 handle.truncate(start)
                 warnings.warn(f"{source}: removed an incomplete last line ({len(data) - start} bytes, no newline) left by an interrupted append", stacklevel=2)
@@ -538,7 +541,6 @@ def append_records(path: str | os.PathLike, rows: Sequence[dict]) -> None:
         if fmt == "csv" and header is None and data.strip():
             first = decode_utf8(data, source=source)
             header = _csv_header(next(csv.reader([first.strip("\r\n")])), source, 1)
-        decode_utf8(data, source=source)  # refuse to add to a file that is not UTF-8
         new = _new_rows(data, fmt, header, typed, source)
         if not new:
             if prefix:

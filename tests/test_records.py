@@ -144,3 +144,11 @@ def test_append_refuses_a_foreign_csv(tmp_path):
     with pytest.raises(UserError, match="missing required column"):
         append_records(path, [GOOD])
     assert path.read_text() == "a,b\n1,2\n"
+
+
+def test_append_never_cuts_a_lone_unfinished_line(tmp_path):
+    path = tmp_path / "notes.jsonl"
+    path.write_text("not json, no newline")
+    with pytest.raises(UserError, match="one line without a newline"):
+        append_records(path, [GOOD])
+    assert path.read_text() == "not json, no newline"
