@@ -375,6 +375,17 @@ print([r if r == 0 else os.strerror(ctypes.get_errno()) for r in results])
 if any(r == 0 for r in results[:6]):
     print("ESCAPED")
 ''', (W,), hook=False),
+    Case("kernel_attack_surface_syscalls_x86_64", '''
+import ctypes, os
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+names = {425: "io_uring_setup", 323: "userfaultfd", 321: "bpf", 298: "perf_event_open", 250: "keyctl",
+         101: "ptrace", 310: "process_vm_readv", 175: "init_module", 272: "unshare", 0x40000000 + 2: "x32 open"}
+for number, name in names.items():
+    result = libc.syscall(number, 0, 0, 0, 0, 0)
+    errno = ctypes.get_errno()
+    print(name, os.strerror(errno) if result < 0 else "ESCAPED")
+''', (W,), hook=False),
     Case("huge_stdout", '''
 import sys
 chunk = "x" * 65536
@@ -483,6 +494,8 @@ def listeners():
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_escape_is_contained(case, host, outputs, monkeypatch, tmp_path, listeners):
     program = case.program
+    if case.name.endswith("_x86_64") and os.uname().machine != "x86_64":
+        pytest.skip("the seccomp filter (and these syscall numbers) are x86_64 only")
     if "LIBRARY" in program:
         library = _compile_library(tmp_path, host)
         if library is None:
@@ -497,6 +510,8 @@ def test_escape_is_contained(case, host, outputs, monkeypatch, tmp_path, listene
     limits = {"time_limit_s": 10, **dict(case.limits)}
     result, stdout, stderr = _run(host, outputs, program, case.expected, hook=case.hook, monkeypatch=monkeypatch, **limits)
     assert result.reason in case.reasons, (result, stdout[-2000:], stderr[-2000:])
+    if case.name.startswith("kernel_attack_surface"):
+        assert stdout.count("Operation not permitted") == 10, stdout
     assert not result.passed
     if case.name == "native_library_from_a_memfd" and "constructor ran" not in stdout:
         pytest.skip("the kernel did not load a library from a memfd (nothing ran to contain): " + stdout[-300:])
@@ -510,7 +525,7 @@ hidden = ["/home", "/sys", "/var", "/etc/shadow", "/etc/environment", "/etc/pip.
 print(json.dumps({
     "ids": [os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups()],
     "caps": {k: int(status[k], 16) for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")},
-    "no_new_privs": int(status["NoNewPrivs"]), "pid": os.getpid(), "ppid": os.getppid(),
+    "no_new_privs": int(status["NoNewPrivs"]), "seccomp": int(status["Seccomp"]), "pid": os.getpid(), "ppid": os.getppid(),
     "shown": [p for p in hidden if os.path.lexists(p)], "root": sorted(os.listdir("/")),
     "environ": sorted(os.environ), "fds": sorted(os.listdir("/proc/self/fd")),
     "max_user_namespaces": open("/proc/sys/user/max_user_namespaces").read().strip(),
@@ -526,6 +541,7 @@ def _check_identity(report: dict, *, root: bool = True) -> None:
     assert report["ids"][4] == [] if root else set(report["ids"][4]) <= {65534}
     assert report["caps"] == dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), 0)
     assert report["no_new_privs"] == 1
+    assert report["seccomp"] == (2 if os.uname().machine == "x86_64" else 0)
     assert report["shown"] == []
     assert set(report["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr", "root", "work", "opt", "home"}
     assert report["environ"] == ["HOME", "LANG", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH", "TMPDIR"]

@@ -13,7 +13,9 @@ Each test case runs in a fresh jail (`jail_init.py`) made of:
 
 - its own user, mount, PID, network, IPC, UTS and cgroup namespaces; the program runs as uid/gid
   65534 with no supplementary groups, every capability dropped (bounding set included),
-  `no_new_privs`, and nested user namespaces forbidden. When the evaluator is root, 65534 is
+  `no_new_privs`, nested user namespaces forbidden, and (on x86_64) a seccomp filter refusing
+  syscalls that kernel exploits favour and programs never need (io_uring, userfaultfd, bpf,
+  perf events, keyrings, ptrace, module loading, the mount API; i386/x32 conventions). When the evaluator is root, 65534 is
   `nobody` on the host and the jail's init stays another user (root inside the namespaces only),
   which the program can neither signal, trace nor `prlimit`. Without root, the kernel allows one
   mapped id, the evaluator's own: the program and init share it (init then ignores the program's
