@@ -171,6 +171,14 @@ def test_a_caught_violation_still_fails_the_case(outside_path):
     assert not (tmp_path / "x.txt").exists()
 
 
+def test_standard_streams_by_name():
+    program = "import sys\nline = open('/dev/stdin').read().strip()\nopen('/dev/stdout', 'w').write(line + ' ok')\n"
+    (result,) = run_test_cases(program, [("abc\n", "abc ok")], time_limit_s=10)
+    assert result.passed, result
+    (result,) = run_test_cases("import sys\nsys.stdin = open(0)\nprint(input()[::-1])\n", [("abc\n", "cba")], time_limit_s=10)
+    assert result.passed, result
+
+
 def test_stop_at_first_failure_skips_the_remaining_cases():
     results = run_test_cases(ADD_TWO_NUMBERS, [("1 1", "3"), ("1 2", "3")], time_limit_s=10, stop_at_first_failure=True)
     assert [r.reason for r in results] == ["wrong_output"]

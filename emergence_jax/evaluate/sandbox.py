@@ -253,6 +253,11 @@ def run_program(
             config_file.seek(0)
             stdin_file.write(stdin.encode("utf-8"))
             stdin_file.seek(0)
+            # Nameless files (O_TMPFILE): only their descriptors reach them. Readable/writable by
+            # the jail's user so that /dev/stdin and /dev/stdout, which reopen them, work too.
+            os.fchmod(stdin_file.fileno(), 0o604)
+            os.fchmod(stdout_file.fileno(), 0o602)
+            os.fchmod(stderr_file.fileno(), 0o602)
             started = time.monotonic()
             returncode, killed = _run_init(config_file.fileno(), status_file.fileno(), stdin_file, stdout_file,
                                            stderr_file, workdir, time_limit_s + (10 if jail else 0))
