@@ -45,7 +45,8 @@ def measure(args: argparse.Namespace, bench) -> None:
         raise UserError("bench sample --preset times our side only; add --no-reference")
     torch_model = None
     if args.preset is not None:
-        from emergence_jax.models import build_model, count_params, preset
+        from emergence_jax.models import build_model, count_params
+        from emergence_jax.models.presets import preset
 
         config = preset(args.preset)
         model = build_model(config, dtype=dtype, seed=args.seed)
