@@ -55,6 +55,8 @@ class EvaluateSettings:
     batch_size: int = 16
     max_new_tokens: int = 256  # generation / code tasks
     compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    param_dtype: Literal["float32", "bfloat16"] = "float32"  # dtype the weights are held in on the devices
+    mesh: str = ""  # device mesh for evaluation, e.g. "fsdp=4,tensor=2" (see --mesh); empty = every device on fsdp
     seed: int = 0  # chooses the in-context examples of few-shot rows (their `seed` column)
 
 
@@ -83,5 +85,5 @@ class SweepConfig:
     evaluate: EvaluateSettings = dataclasses.field(default_factory=EvaluateSettings)
     finetune: FinetuneSettings = dataclasses.field(default_factory=FinetuneSettings)
     compilation_cache_dir: str = ""  # JAX persistent compilation cache, reused by every job and restart; empty = work_dir/jax_cache; "none" = off
-    distributed: bool = False  # call jax.distributed.initialize() first (every worker of a TPU pod runs the sweep)
+    distributed: bool = False  # join a multi-process job first (emergence_jax.distributed.initialize; every worker of a pod runs the sweep)
     requirements: Any = None  # documentation only (not read): model folders, hardware, disk, expected hours

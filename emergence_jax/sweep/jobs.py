@@ -75,7 +75,9 @@ def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = Tr
     """Check the config without loading weights or data; returns the jobs. Raises `UserError`.
     With `check_folders=False` (planning with --dry-run away from the checkpoints) a missing model
     folder is reported on stdout instead."""
+    from emergence_jax.checkpoints.hub import is_hub_spec
     from emergence_jax.data.tasks import TASKS
+    from emergence_jax.sharding import parse_mesh
 
     if not config.models:
         raise UserError(f"{source}: models is empty; list checkpoints as {{name, path}} entries")
@@ -89,7 +91,7 @@ def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = Tr
             raise UserError(f"{source}: models[{index}] needs both name (the checkpoint id) and path (its folder)")
         if names.count(model.name) > 1:
             raise UserError(f"{source}: models[{index}].name {model.name!r} appears twice; checkpoint ids must be unique")
-        if not (Path(model.path) / "config.json").is_file():
+        if not is_hub_spec(model.path) and not (Path(model.path) / "config.json").is_file():
             problem = f"{source}: models[{index}].path {model.path}: no config.json there; point it at a Hugging Face checkpoint folder"
             if check_folders:
                 raise UserError(problem)
@@ -103,6 +105,10 @@ def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = Tr
             raise UserError(f"{source}: tasks[{index}].train_examples must be positive numbers of examples")
         if task.limit is not None and task.limit < 1:
             raise UserError(f"{source}: tasks[{index}].limit must be a positive number of examples or null")
+    try:
+        parse_mesh(config.evaluate.mesh)
+    except UserError as err:
+        raise UserError(f"{source}: evaluate.mesh {config.evaluate.mesh!r}: {err}") from None
     jobs = expand_jobs(config)
     if any(job.stage == "pretrain_loss" for job in jobs) and not config.loss_corpus.paths:
         raise UserError(f"{source}: loss_corpus.paths is empty but some models need their pretraining loss measured")
@@ -128,6 +134,8 @@ def job_settings(job: Job, config: SweepConfig, recipe=None) -> dict:
 
     evaluate = config.evaluate
     settings: dict = {"job": job.id}
+    if evaluate.param_dtype != "float32":  # recorded only when not the default, so older markers still match
+        settings["param_dtype"] = evaluate.param_dtype
     if job.stage == "pretrain_loss":
         corpus = config_to_dict(config.loss_corpus)
         corpus.pop("data_dir")

@@ -34,13 +34,49 @@ def work_dir(config: SweepConfig) -> Path:
 
 
 def _processes(config: SweepConfig) -> tuple[int, int]:
-    """(this process's index, number of processes), initialising jax.distributed when asked."""
+    """(this process's index, number of processes), joining the multi-process job when asked
+    (`emergence_jax.distributed.initialize`: before anything else touches a device)."""
     if not config.distributed:
         return 0, 1
     import jax
 
-    jax.distributed.initialize()
+    from emergence_jax.distributed import initialize
+
+    initialize()
     return jax.process_index(), jax.process_count()
+
+
+def _check_shared(output: SweepOutput, scratch: Path, process_count: int, source: str) -> None:
+    """Every process must see what process 0 writes: a file process 0 puts in the output folder
+    and in the work folder (finetuning checkpoints) must be visible to all, or the sweep stops."""
+    if process_count == 1:
+        return
+    import secrets
+
+    import jax
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    from emergence_jax.distributed import barrier
+
+    token = int(multihost_utils.broadcast_one_to_all(np.int32(secrets.randbelow(2**31 - 1))))
+    probes = [output.root / f".shared-check-{token}", scratch / f".shared-check-{token}"]
+    if jax.process_index() == 0:
+        for probe in probes:
+            probe.parent.mkdir(parents=True, exist_ok=True)
+            probe.write_text(str(token))
+    barrier("emergence_jax.sweep.shared_check")
+    seen = np.array([all(probe.exists() for probe in probes)], dtype=np.int32)
+    everyone = np.asarray(multihost_utils.process_allgather(seen))
+    barrier("emergence_jax.sweep.shared_check_done")
+    if jax.process_index() == 0:
+        for probe in probes:
+            probe.unlink()
+    if not everyone.all():
+        raise UserError(
+            f"{source}: output_dir {output.root} and work dir {scratch} must be shared by all {process_count} processes "
+            "(a gs:// bucket or a shared filesystem for output_dir; a shared filesystem for work_dir, which holds finetuning checkpoints)"
+        )
 
 
 def enable_compilation_cache(config: SweepConfig, scratch: Path) -> None:
@@ -71,6 +107,7 @@ def _agreed_done(jobs: list[Job], done: set[str], process_count: int) -> set[str
 def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_going: bool = False, dry_run: bool = False) -> int:
     """Run every job of `config` not yet done; returns the exit code (0 done, 1 some job failed
     with --keep-going, 143 preempted)."""
+    index, count = (0, 1) if dry_run else _processes(config)
     jobs = validate_sweep(config, source, check_folders=not dry_run)
     scratch = work_dir(config)
     output = SweepOutput(config.output_dir, config.records, scratch=scratch / "staging")
@@ -83,9 +120,7 @@ def run_sweep(config: SweepConfig, *, source: str, progress: bool = True, keep_g
         table.show()
         return 0
     enable_compilation_cache(config, scratch)
-    index, count = _processes(config)
-    if count > 1 and not output.remote:
-        raise UserError(f"{source}: output_dir {config.output_dir} is local but {count} processes run the sweep; use a gs:// output_dir shared by all workers")
+    _check_shared(output, scratch, count, source)
     writer = index == 0
     done = _agreed_done(jobs, finished, count)
     table = ProgressTable(jobs, done, enabled=writer)

@@ -1,0 +1,176 @@
+"""The pod path rehearsed on one machine: 2 JAX processes on localhost (`jax.distributed` with a
+local coordinator, 4 fake CPU devices each, gloo collectives) run a sweep of the paper configs'
+shape on a tiny checkpoint — pretraining loss, few-shot evaluation, finetuning with Orbax
+checkpoints, export, evaluation of the finetuned model — on one 8-device mesh spanning both.
+
+- Process 1 is killed mid-finetuning (right after an Orbax checkpoint) and both are restarted: the
+  run resumes from that checkpoint, and the results file equals the 1-process (8 devices) run's,
+  byte for byte; the exported weights agree to float32 rounding (gloo's cross-process reductions
+  add in another order).
+"""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from safetensors.numpy import load_file
+
+pytest.importorskip("tokenizers")
+pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from emergence_jax.records import read_records  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_sweep_resume import tiny_model  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "data"
+TEXT = [
+    "Question: Which planet is largest?\nA. Mars\nB. Jupiter\nC. Venus\nD. Mercury\nAnswer: B",
+    "The cat sat on the mat. The dog sat on the log. Numbers: 1, 2, 3, 10, 100.",
+]
+TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory):
+    from emergence_jax.data.builders import prepare_dataset
+
+    root = tmp_path_factory.mktemp("rehearsal")
+    model = tiny_model(root / "tiny_a", seed=0)
+    prepare_dataset("mmlu", data_dir=root / "tfds", manual_dir=FIXTURES / "mmlu")
+    corpus = root / "heldout.jsonl"
+    corpus.write_text("".join(json.dumps({"text": t}) + "\n" for t in TEXT))
+    recipe = root / "finetune.yaml"
+    recipe.write_text(yaml.safe_dump({
+        "model": {"compute_dtype": "float32"},
+        "data": {"max_length": 256, "min_steps": 6},
+        "optim": {"batch_size": 8, "learning_rate": 1e-3},
+        "checkpoint": {"every_steps": 2, "keep": 2, "export_merged": True},
+        "log_every_steps": 1,
+    }))
+    return root, model, corpus, recipe
+
+
+def sweep_config(path: Path, output: Path, inputs) -> Path:
+    root, model, corpus, recipe = inputs
+    path.write_text(yaml.safe_dump({
+        "output_dir": str(output),
+        "data_dir": str(root / "tfds"),
+        "compilation_cache_dir": str(root / "jax_cache"),  # shared: restarts skip compilation, as on a pod
+        "models": [{"name": "tiny_a@step1", "path": str(model), "params": 1000.0}],
+        "tasks": [{"name": "mmlu", "shots": [1], "train_examples": [4], "seeds": [0], "finetuned_shots": [0], "limit": 3}],
+        "loss_corpus": {"paths": [str(corpus)], "sequence_length": 17},
+        "evaluate": {"batch_size": 4, "compute_dtype": "float32"},
+        "finetune": {"config": str(recipe), "keep_outputs": True},
+    }))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start(config: Path, *, processes: int) -> list[subprocess.Popen]:
+    base = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    command = [sys.executable, "-m", "emergence_jax.cli", "sweep", "--config", str(config), "--no-progress"]
+    if processes == 1:
+        env = {**base, "XLA_FLAGS": "--xla_force_host_platform_device_count=8"}
+        return [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)]
+    port = free_port()
+    started = []
+    for process_id in range(processes):
+        env = {
+            **base,
+            "XLA_FLAGS": f"--xla_force_host_platform_device_count={8 // processes}",
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+            "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+            "JAX_NUM_PROCESSES": str(processes),
+            "JAX_PROCESS_ID": str(process_id),
+        }
+        started.append(subprocess.Popen([*command, "--set", "distributed=true"], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return started
+
+
+def finish(processes: list[subprocess.Popen]) -> list[str]:
+    logs = []
+    for process in processes:
+        try:
+            log, _ = process.communicate(timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            for other in processes:
+                other.kill()
+            raise
+        logs.append(log)
+    for process, log in zip(processes, logs):
+        assert process.returncode == 0, log[-3000:]
+    return logs
+
+
+def kill_when(processes: list[subprocess.Popen], condition) -> bool:
+    """SIGKILL process 1 as soon as `condition()` holds, then the rest (a scheduler restarting the
+    slice); False if they ended first."""
+    deadline = time.monotonic() + TIMEOUT_S
+    while all(p.poll() is None for p in processes) and time.monotonic() < deadline:
+        if condition():
+            processes[1].send_signal(signal.SIGKILL)
+            processes[1].wait()
+            for process in processes:
+                if process.poll() is None:
+                    process.send_signal(signal.SIGKILL)
+                process.communicate()
+            return True
+        time.sleep(0.02)
+    for process in processes:
+        process.kill()
+        process.communicate()
+    return False
+
+
+def test_two_processes_killed_and_restarted_equal_one_process(inputs, tmp_path):
+    began = time.monotonic()
+    finish(start(sweep_config(tmp_path / "one.yaml", tmp_path / "one", inputs), processes=1))
+    one_seconds = time.monotonic() - began
+    reference = read_records(tmp_path / "one" / "results.csv")
+    # pretraining loss -> few-shot (2 metrics) and finetuned (2 metrics) rows, all with the loss.
+    assert [(r["train_examples"], r["metric"]) for r in reference] == [
+        (0, "accuracy"), (0, "length_normalized_accuracy"), (4, "accuracy"), (4, "length_normalized_accuracy")
+    ]
+    assert all(r["loss_corpus"] and 3.0 < r["pretrain_loss"] < 7.0 for r in reference)
+
+    # 2 processes; process 1 is killed right after the finetuning run's step-2 checkpoint, then
+    # both are restarted (as a scheduler restarts a pod slice).
+    config = sweep_config(tmp_path / "two.yaml", tmp_path / "two", inputs)
+    job = Path("work/jobs/finetune/tiny_a@step1/mmlu/D4_seed0/run")
+    run_dir = tmp_path / "two" / job
+    began = time.monotonic()
+    assert kill_when(start(config, processes=2), lambda: (run_dir / "checkpoints" / "2").is_dir())
+    killed_seconds = time.monotonic() - began
+    assert (tmp_path / "two" / "done" / "fewshot").is_dir() and not (tmp_path / "two" / "done" / "finetune").exists()
+    began = time.monotonic()
+    logs = finish(start(config, processes=2))
+    restart_seconds = time.monotonic() - began
+
+    assert (tmp_path / "two" / "results.csv").read_text() == (tmp_path / "one" / "results.csv").read_text()
+    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert steps.count(1) == steps.count(2) == 1 and steps[-1] == 6, steps  # resumed after step 2, not restarted
+    assert "now:" not in logs[1]  # only process 0 prints the progress table
+    loss_one, loss_two = (json.loads((tmp_path / run / "pretrain_loss" / "tiny_a@step1.json").read_text()) for run in ("one", "two"))
+    assert loss_one == loss_two
+    for name in ("config.json", "tokenizer.json"):
+        assert (tmp_path / "two" / job / "model" / name).read_bytes() == (tmp_path / "one" / job / "model" / name).read_bytes(), name
+    weights_one, weights_two = (load_file(str(tmp_path / run / job / "model" / "model.safetensors")) for run in ("one", "two"))
+    assert weights_one.keys() == weights_two.keys()
+    for name, value in weights_one.items():
+        np.testing.assert_allclose(weights_two[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
+    print(f"wall: 1 process {one_seconds:.1f} s; 2 processes until the kill {killed_seconds:.1f} s; restart {restart_seconds:.1f} s")
