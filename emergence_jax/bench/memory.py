@@ -289,7 +289,7 @@ def check_memory_requirements(config: Any, source: str = "config") -> None:
                 raise UserError(
                     f"{field}.steps[{i}]: {entry['preset']} needs {float(entry[key]):.1f} GiB per chip for its "
                     f"{key.removesuffix('_gib')} step on mesh {entry['mesh']}, more than {HEADROOM:.0%} of the {device_gib:g} GiB chips; "
-                    "use a larger slice (more fsdp), LoRA, a smaller batch or bfloat16 weights"
+                    "use LoRA, a smaller batch, more accumulation steps or bfloat16 weights (or per-layer remat, which keeps one layer's gathered weights at a time)"
                 )
     for model in config.models:
         size = model.name.split("@")[0].replace("-", "_")
