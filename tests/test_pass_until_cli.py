@@ -66,3 +66,13 @@ def test_pass_until_command_censors_resumes_and_checks_settings(checkpoint, tmp_
     with pytest.raises(UserError, match="generation or code task"):
         _run([*argv[:3], "mmlu", *argv[4:]])
     assert json.loads(before) == json.loads(out.read_text())
+    # On an 8-device mesh (weights split over fsdp) the sampler runs the same rounds.
+    import jax
+
+    if jax.device_count() >= 8:
+        mesh_out = tmp_path / "pu_mesh.json"
+        assert _run([*argv[:-1], str(mesh_out), "--mesh", "fsdp=8"]) == 0
+        sharded = read_state(mesh_out)
+        assert sharded["results"] == json.loads(before)["results"] and sharded["rounds"] == json.loads(before)["rounds"]
+    with pytest.raises(UserError, match="one host"):
+        _run([*argv, "--distributed", "--mesh", "fsdp=8"])

@@ -18,10 +18,11 @@ command and only process 0 appends the rows.
 from __future__ import annotations
 
 import argparse
-import json
+import math
 from pathlib import Path
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import read_json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,8 +54,12 @@ def add_pretrain_loss_arguments(parser: argparse.ArgumentParser, *, required: bo
 def pretrain_loss_from_arguments(args: argparse.Namespace) -> tuple[float | None, str | None]:
     """(loss in nats/token, loss corpus name or None); (None, None) when neither flag was given."""
     if args.pretrain_loss_file is not None:
-        return read_pretrain_loss_file(args.pretrain_loss_file)
-    return args.pretrain_loss, None
+        loss, corpus = read_pretrain_loss_file(args.pretrain_loss_file)
+    else:
+        loss, corpus = args.pretrain_loss, None
+    if loss is not None and not (math.isfinite(loss) and loss >= 0):
+        raise UserError(f"pretrain loss {loss}: must be a finite number of nats/token >= 0 (from `emergence-jax pretrain-loss`)")
+    return loss, corpus
 
 
 def read_pretrain_loss_file(value: str) -> tuple[float, str | None]:
@@ -62,10 +67,10 @@ def read_pretrain_loss_file(value: str) -> tuple[float, str | None]:
     path = Path(value)
     if not path.is_file():
         raise UserError(f"--pretrain-loss-file {value}: no such file; pass the JSON file `emergence-jax pretrain-loss` wrote")
+    payload = read_json(path, what="pretrain-loss file")
     try:
-        payload = json.loads(path.read_text(encoding="utf-8"))
         return float(payload["pretrain_loss"]), payload.get("loss_corpus")
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError):
         raise UserError(f"--pretrain-loss-file {path}: expected a JSON object with a numeric 'pretrain_loss' (written by `emergence-jax pretrain-loss`)") from None
 
 
@@ -197,6 +202,11 @@ def _evaluate(kind: str, loaded, prompts, base: dict, *, batch_size: int, max_ne
         metrics = {k: summary[k] for k in ("accuracy", "length_normalized_accuracy")}
         extras = {k: summary[k] for k in ("brier", "correct_prob", "logprob")}
         return metric_rows(base, metrics, headline="accuracy", extras=extras)
+    if kind in ("generation", "code") and jax.process_count() > 1:
+        raise UserError(
+            f"{kind} tasks sample with `models.sampling.generate`, which runs on one host; evaluate them without --distributed "
+            "(--mesh over one host's devices)"
+        )
     if kind == "generation":
         from emergence_jax.data.gsm8k_answers import extract_gsm8k_answer
         from emergence_jax.evaluate.generation import evaluate_generation, summarize_generation

@@ -46,14 +46,25 @@ def add_device_arguments(parser: argparse.ArgumentParser) -> None:
         "devices); batches split over data x fsdp. Default: one device",
     )
     parser.add_argument("--param-dtype", choices=("float32", "bfloat16"), default="float32", help="dtype the weights are held in on the devices")
+    parser.add_argument(
+        "--distributed", action="store_true",
+        help="join a multi-host job first (every host runs the same command; only process 0 writes); see emergence_jax.distributed",
+    )
     parser.add_argument("--compute-dtype", choices=("float32", "bfloat16"), default="float32", help="activation dtype")
 
 
 def mesh_from_arguments(args: argparse.Namespace):
-    """The mesh `--mesh` names (`sharding.parse_mesh`), or None when it is not given."""
+    """The mesh `--mesh` names (`sharding.parse_mesh`), or None when it is not given; joins the
+    multi-host job first with `--distributed`. Call it before anything touches a device."""
     from emergence_jax.sharding import parse_mesh
 
+    if getattr(args, "distributed", False):
+        from emergence_jax.distributed import initialize
+
+        initialize()
     if args.mesh is None:
+        if getattr(args, "distributed", False):
+            raise UserError("--distributed needs --mesh (e.g. --mesh fsdp=-1): the model is split over every host's devices")
         return None
     try:
         return parse_mesh(args.mesh)
@@ -73,6 +84,12 @@ def check_model_folder(path: str | Path) -> Path:
         raise UserError(f"--model {folder}: no such checkpoint folder; pass a folder with config.json and *.safetensors")
     if not (folder / "config.json").is_file():
         raise UserError(f"--model {folder}: config.json not found; pass a Hugging Face checkpoint folder")
+    from emergence_jax.checkpoints.tokenizer import check_tokenizer_files
+    from emergence_jax.io import read_json
+    from emergence_jax.models.config import config_from_hf
+
+    config = config_from_hf(read_json(folder / "config.json", max_bytes=16 << 20, what="model config"), str(folder / "config.json"))
+    check_tokenizer_files(folder, config.vocab_size)
     return folder
 
 

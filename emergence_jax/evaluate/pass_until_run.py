@@ -157,6 +157,9 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.evaluate.pass_until import estimates_from_state, run_pass_until
     from emergence_jax.models import count_params
 
+    if args.distributed:
+        raise UserError("--distributed: pass-until samples with `models.sampling.generate`, which runs on one host; use --mesh over one host's devices")
+    mesh = mesh_from_arguments(args)
     if args.task not in tasks.TASKS:
         raise UserError(f"--task {args.task}: unknown task; choose one of {', '.join(sorted(tasks.TASKS))}")
     spec = tasks.TASKS[args.task]
@@ -177,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
     if not prompts:
         raise UserError(f"--task {args.task}: no evaluation examples found; check --data-dir and --split")
     loaded = load_model_for_evaluation(
-        args.model, compute_dtype=args.compute_dtype, param_dtype=args.param_dtype, mesh=mesh_from_arguments(args)
+        args.model, compute_dtype=args.compute_dtype, param_dtype=args.param_dtype, mesh=mesh
     )
     metadata: dict[str, Any] = {
         "model": args.model_id or loaded.model_id,
