@@ -75,7 +75,8 @@ def measure(args: argparse.Namespace, bench) -> None:
             )
             wall = time.perf_counter() - started
             if done.returncode != 0:
-                raise UserError(f"bench demo: `emergence-jax demo --quick` failed (exit {done.returncode}): {done.stderr.strip().splitlines()[-1:]}")
+                tail = [line for line in done.stderr.strip().splitlines() if line.strip() and "JAX_TRACEBACK_FILTERING" not in line][-3:]
+                raise UserError(f"bench demo: `emergence-jax demo --quick` failed (exit {done.returncode}): {' | '.join(tail)}")
             stages = stage_seconds(out, done.stdout)
             if args.keep is not None:
                 import shutil
