@@ -57,14 +57,17 @@ def test_task_documents_repeat_keys_with_consistent_values_and_background_is_mar
 
 
 def test_pre_emergence_models_stop_at_the_first_checkpoint_above_chance():
+    """Above chance = the model-free truth's rule (>= 3 SE and >= 5% of 1 - chance); strongest first."""
     n = 4000
     se = np.sqrt(0.25 * 0.75 / n)
+    whole = lambda accuracy: round(accuracy * n) / n
     rows = [
-        {"model": "a", "pretrain_loss": 2.70, "accuracy": 0.25, "chance": 0.25, "n_eval": n},
-        {"model": "b", "pretrain_loss": 2.65, "accuracy": 0.25 + 2.5 * se, "chance": 0.25, "n_eval": n},
-        {"model": "c", "pretrain_loss": 2.60, "accuracy": 0.25 + 3.5 * se, "chance": 0.25, "n_eval": n},
-        {"model": "d", "pretrain_loss": 2.55, "accuracy": 0.25, "chance": 0.25, "n_eval": n},
-        {"model": "e", "pretrain_loss": 2.50, "accuracy": 0.9, "chance": 0.25, "n_eval": n},
+        {"model": "a", "pretrain_loss": 2.70, "accuracy": 0.25, "chance": 0.25, "n_eval": n, "train_examples": 0},
+        {"model": "b", "pretrain_loss": 2.65, "accuracy": whole(0.25 + 2.5 * se), "chance": 0.25, "n_eval": n, "train_examples": 0},
+        {"model": "c", "pretrain_loss": 2.62, "accuracy": whole(0.25 + 4.0 * se), "chance": 0.25, "n_eval": n, "train_examples": 0},  # 4 SE but only 0.027 above
+        {"model": "d", "pretrain_loss": 2.60, "accuracy": 0.30, "chance": 0.25, "n_eval": n, "train_examples": 0},
+        {"model": "e", "pretrain_loss": 2.55, "accuracy": 0.25, "chance": 0.25, "n_eval": n, "train_examples": 0},
+        {"model": "f", "pretrain_loss": 2.50, "accuracy": 0.9, "chance": 0.25, "n_eval": n, "train_examples": 0},
     ]
-    assert pre_emergence_models(rows) == ["a", "b"]
+    assert pre_emergence_models(rows) == ["c", "b", "a"]
     assert abs(chance_z(0.25 + 2 * se, 0.25, n) - 2.0) < 1e-9

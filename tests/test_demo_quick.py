@@ -31,44 +31,73 @@ def test_quick_demo_end_to_end(tmp_path, capsys):
     check_a_finished_run_is_resumed_from_its_cache(tmp_path, capsys)
 
 
+def _pooled_above_chance(rows):
+    """The model-free rule, re-derived: pooled accuracy >= 3 binomial SEs and >= 5% of (1 - chance) above chance."""
+    n = rows.n_eval.sum()
+    accuracy = (rows.accuracy * rows.n_eval).sum() / n
+    return (accuracy - 0.25) / np.sqrt(0.25 * 0.75 / n) >= AT_CHANCE_Z and accuracy - 0.25 >= 0.05 * 0.75
+
+
 def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     summary = json.loads((demo_dir / "summary.json").read_text())
     rows = read_records(summary["results_path"])
     sweep = sweep_from_records(rows, task="kv_recall", metric="accuracy")
     fewshot = sweep.fewshot()
+    # the model-free truth: the first checkpoint (weakest first) above chance, and the one before it
+    losses = np.sort(np.unique(fewshot.loss))[::-1]
+    first = next(i for i, loss in enumerate(losses) if _pooled_above_chance(fewshot.subset(fewshot.loss == loss)))
+    assert first > 0, "the quick ladder must start at chance"
+    assert summary["model_free_truth"]["low"] == pytest.approx(losses[first])
+    assert summary["model_free_truth"]["high"] == pytest.approx(losses[first - 1])
+    truth = (losses[first] + losses[first - 1]) / 2
+    assert summary["true_fewshot_emergence_loss"] == pytest.approx(truth, abs=1e-9)
     assert summary["law"]["form"] == QUICK.form and summary["likelihood"] == QUICK.likelihood
-    truth = fewshot_emergence_point(sweep, make_spec(fewshot, form=QUICK.form, likelihood=QUICK.likelihood))
-    assert summary["true_fewshot_emergence_loss"] == pytest.approx(truth, abs=1e-6)
+    model_based = fewshot_emergence_point(sweep, make_spec(fewshot, form=QUICK.form, likelihood=QUICK.likelihood))
+    assert summary["model_based_truth"]["loss"] == pytest.approx(model_based, abs=1e-6)
     predicted = summary["predicted_fewshot_emergence_loss"]
     assert predicted["q05"] <= predicted["median"] <= predicted["q95"]
     assert summary["error_nats"] == pytest.approx(abs(predicted["median"] - truth), abs=1e-9)
     assert summary["within_interval"] == (predicted["q05"] <= truth <= predicted["q95"])
     assert summary["flops_ahead"] == pytest.approx(flops_ahead(sweep, summary["fit_checkpoints"], truth))
-    # the fit saw only checkpoints at chance few-shot, all finetuned on every D and subset
-    fit_rows = [r for r in rows if r["model"] in summary["fit_checkpoints"]]
-    assert {r["train_examples"] for r in fit_rows} == {0, *QUICK.amounts}
-    for r in fit_rows:
-        if r["train_examples"] == 0:
-            assert (r["accuracy"] - 0.25) / np.sqrt(0.25 * 0.75 / r["n_eval"]) < AT_CHANCE_Z
+    check_finetuned_checkpoints_follow_the_rule(rows, summary)
     assert summary["held_out_checkpoints"], "the truth must rest on checkpoints the fit never saw"
     check_onsets_are_read_from_the_rows(sweep, summary)
-    assert len(rows) == len(QUICK.rungs[0].checkpoint_steps) + len(summary["fit_checkpoints"]) * len(QUICK.amounts) * QUICK.subsets
+    rung = QUICK.rungs[0]
+    assert len(rows) == len(rung.checkpoint_steps) + len(summary["finetuned_checkpoints"]) * len(QUICK.amounts) * QUICK.subsets
+
+
+def check_finetuned_checkpoints_follow_the_rule(rows, summary):
+    """Every checkpoint still at chance on the finetuning grid, strongest first, until (and including)
+    the first where the largest D is at chance too, once at least two lie within the fit horizon."""
+    fewshot = {r["model"]: r for r in rows if r["train_examples"] == 0}
+    by_loss = sorted(fewshot.values(), key=lambda r: -r["pretrain_loss"])
+    emerged = [r for r in by_loss if _pooled_above_chance(sweep_from_records([r]))]
+    at_chance = [r for r in by_loss if r["pretrain_loss"] > emerged[0]["pretrain_loss"]][::-1]
+    horizon = QUICK.fit_fraction * QUICK.rungs[0].steps
+    grid = [r["model"] for r in at_chance if r["step"] % QUICK.finetune_every == 0 and r["step"] <= horizon]
+    largest = max(QUICK.amounts)
+    expected = []
+    for name in grid[: QUICK.max_finetuned]:
+        expected.append(name)
+        within = sum(fewshot[m]["step"] <= horizon for m in expected)
+        helps = _pooled_above_chance(sweep_from_records([r for r in rows if r["model"] == name and r["train_examples"] == largest]))
+        if not helps and within >= QUICK.min_fit_checkpoints:
+            break
+    assert summary["finetuned_checkpoints"] == expected
+    assert summary["fit_checkpoints"] == summary["finetuned_checkpoints"]
+    fit_rows = [r for r in rows if r["model"] in summary["fit_checkpoints"]]
+    assert {r["train_examples"] for r in fit_rows} == {0, *QUICK.amounts}
 
 
 def check_onsets_are_read_from_the_rows(sweep, summary):
-    """Each D's onset is the highest loss whose subset-pooled accuracy is AT_CHANCE_Z SE above chance."""
+    """Each D's onset is the weakest checkpoint whose subset-pooled accuracy is above chance."""
     for D, onset in summary["onset_loss_per_D"].items():
         rows = sweep.subset(sweep.train_examples == int(D))
-        at = rows.loss == onset
-        n = rows.n_eval[at].sum()
-        accuracy = (rows.accuracy[at] * rows.n_eval[at]).sum() / n
-        assert (accuracy - 0.25) / np.sqrt(0.25 * 0.75 / n) >= AT_CHANCE_Z
-        for loss in rows.loss[rows.loss > onset]:
-            at = rows.loss == loss
-            n = rows.n_eval[at].sum()
-            assert ((rows.accuracy[at] * rows.n_eval[at]).sum() / n - 0.25) / np.sqrt(0.25 * 0.75 / n) < AT_CHANCE_Z
+        assert _pooled_above_chance(rows.subset(rows.loss == onset))
+        for loss in np.unique(rows.loss[rows.loss > onset]):
+            assert not _pooled_above_chance(rows.subset(rows.loss == loss))
         if D != "0":
-            assert summary["onset_shift_per_D_nats"][D] == pytest.approx(onset - summary["onset_loss_per_D"]["0"])
+            assert summary["onset_shift"]["per_D"][D]["nats"] == pytest.approx(onset - summary["onset_loss_per_D"]["0"])
 
 
 def check_rows_are_measurements_of_the_saved_checkpoints(demo_dir):
@@ -93,6 +122,7 @@ def check_report_shows_the_summary_numbers_and_every_plot(demo_dir):
     numbers = set(re.findall(r"<td>(-?\d+\.\d{3})</td>", page))
     assert f"{summary['predicted_fewshot_emergence_loss']['median']:.3f}" in numbers
     assert f"{summary['true_fewshot_emergence_loss']:.3f}" in numbers
+    assert f"{summary['model_based_truth']['loss']:.3f}" in numbers
     assert f"{summary['error_nats']:.3f}" in numbers
     diagnostics = summary["law"]["diagnostics"]
     assert diagnostics["chains"] == QUICK.sampler.chains >= 4, "R-hat needs several chains"

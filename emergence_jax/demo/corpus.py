@@ -110,7 +110,7 @@ def _task_documents(rng: np.random.Generator, spec: WorldSpec, count: int) -> np
 def corpus_sequences(spec: WorldSpec, count: int, stream: int) -> np.ndarray:
     """[count, 1 + sequence_length] int32 sequences (BOS first), a pure function of (seed, stream).
 
-    Pretraining step s uses stream s; held-out text uses a stream no training step touches.
+    Pretraining uses stream 0; held-out text and finetuning documents use streams of their own.
     """
     rng = np.random.default_rng([spec.seed, 2, stream])
     is_task = rng.random(count) < spec.task_fraction
@@ -120,6 +120,12 @@ def corpus_sequences(spec: WorldSpec, count: int, stream: int) -> np.ndarray:
     if is_task.any():
         out[is_task, 1:] = _task_documents(rng, spec, int(is_task.sum()))
     return out.astype(np.int32)
+
+
+def finetune_documents(spec: WorldSpec, count: int, subset: int) -> np.ndarray:
+    """[count, 1 + sequence_length] task documents (the pretraining format, every sequence a task
+    document) for finetuning subset `subset`; the first D rows are the D-example subset."""
+    return corpus_sequences(dataclasses.replace(spec, task_fraction=1.0), count, stream=2**30 + subset)
 
 
 def heldout_stream() -> int:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from emergence_jax.io import atomic_write_text
 from emergence_jax.laws.fit import EmergenceFit
 from emergence_jax.laws.functions import emergence_loss
 from emergence_jax.laws.plots import _pyplot, plot_cdf, plot_fit
@@ -17,9 +18,9 @@ from emergence_jax.laws.sweep import Sweep
 FIGURES = {
     "ladder_loss.png": "Held-out pretraining loss of every rung against training step",
     "fewshot_vs_loss.png": "Few-shot accuracy of every checkpoint against pretraining loss (grey band: chance ± 2 binomial SE)",
-    "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes against pretraining loss: lines are subset means, one line style per rung",
+    "finetuned_vs_loss.png": "Accuracy after finetuning on D episodes against pretraining loss, every finetuned checkpoint: lines are subset means, one line style per rung",
     "fit.png": "The emergence law fitted to pre-emergence checkpoints only, extrapolated to few-shot (D0)",
-    "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, the measured onset per D, and the held-out truth",
+    "prediction.png": "Emergence loss E(D) against D: fitted law with its 90% band, the measured onset per D, and the model-free truth (bracket of the first few-shot checkpoint above chance)",
     "emergence_cdf.png": "Posterior CDF of the predicted few-shot emergence loss",
 }
 
@@ -42,7 +43,7 @@ def plot_ladder(rows: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
-def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float, path: Path) -> None:
+def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float | None, path: Path) -> None:
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6.5, 4))
     chance, n = rows[0]["chance"], rows[0]["n_eval"]
@@ -56,7 +57,8 @@ def plot_fewshot(rows: list[dict], fit_models: list[str], truth: float, path: Pa
         line = ax.plot([r["pretrain_loss"] for r in mine], [r["accuracy"] for r in mine], lw=0.8, alpha=0.6)[0]
         ax.scatter([r["pretrain_loss"] for r in fitted], [r["accuracy"] for r in fitted], color=line.get_color(), marker="o", s=18, label=f"{rung}: fitted (finetuned)")
         ax.scatter([r["pretrain_loss"] for r in held], [r["accuracy"] for r in held], color=line.get_color(), marker="x", s=18, label=f"{rung}: not fitted")
-    ax.axvline(truth, color="black", ls="--", lw=1, label=f"true few-shot emergence {truth:.3f}")
+    if truth is not None:
+        ax.axvline(truth, color="black", ls="--", lw=1, label=f"model-free truth {truth:.3f}")
     ax.set_xlim(losses.max() + 0.01, losses.min() - 0.01)
     _save(fig, ax, "pretraining loss (nats/token)", "few-shot accuracy", path)
     plt.close(fig)
@@ -95,12 +97,15 @@ def plot_prediction(fit: EmergenceFit, result: dict, path: Path) -> None:
     ax.fill_between(grid, np.percentile(curves, 5, axis=0), np.percentile(curves, 95, axis=0), color="crimson", alpha=0.2, label="fitted E(D), 90% band")
     ax.plot(grid, np.median(curves, axis=0), color="crimson")
     onsets = {int(k): v for k, v in result["onset_loss_per_D"].items() if int(k) > 0}
-    ax.scatter(list(onsets), list(onsets.values()), color="navy", zorder=3, label="measured onset: highest loss above chance")
+    ax.scatter(list(onsets), list(onsets.values()), color="navy", zorder=3, label="measured onset: weakest checkpoint above chance")
     if "0" in result["onset_loss_per_D"]:
         ax.axhline(result["onset_loss_per_D"]["0"], color="navy", ls=":", lw=1, label="few-shot onset (all checkpoints)")
     predicted = result["predicted_fewshot_emergence_loss"]
-    ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
-    ax.scatter([spec.D0], [result["true_fewshot_emergence_loss"]], marker="*", s=160, color="black", zorder=4, label=f"held-out truth {result['true_fewshot_emergence_loss']:.3f}")
+    if predicted["median"] is not None:
+        ax.errorbar([spec.D0], [predicted["median"]], yerr=[[predicted["median"] - predicted["q05"]], [predicted["q95"] - predicted["median"]]], color="crimson", capsize=4, fmt="s", label=f"predicted few-shot {predicted['median']:.3f}")
+    truth = result["model_free_truth"]
+    if truth["status"] == "located":
+        ax.errorbar([spec.D0 * 1.15], [truth["midpoint"]], yerr=[[truth["midpoint"] - truth["low"]], [truth["high"] - truth["midpoint"]]], color="black", capsize=4, fmt="*", ms=12, zorder=4, label=f"model-free truth {truth['midpoint']:.3f} [{truth['low']:.3f}, {truth['high']:.3f}]")
     ax.set_xscale("log")
     _save(fig, ax, "finetuning examples D (D0 = shots for few-shot)", "emergence loss E(D) (nats/token)", path)
     plt.close(fig)
@@ -116,41 +121,55 @@ def _fmt(value, digits=3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
-def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: Sweep, fit_sweep: Sweep, fit: EmergenceFit) -> None:
+def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: Sweep, finetuned_sweep: Sweep, fit_sweep: Sweep, fit: EmergenceFit) -> None:
     """Write every figure and `report.html` into `out_dir`."""
     result = summary
     plot_ladder(fewshot_rows, out_dir / "ladder_loss.png")
     plot_fewshot(fewshot_rows, result["fit_checkpoints"], result["true_fewshot_emergence_loss"], out_dir / "fewshot_vs_loss.png")
-    plot_finetuned(fit_sweep, out_dir / "finetuned_vs_loss.png")
+    plot_finetuned(finetuned_sweep, out_dir / "finetuned_vs_loss.png")
     plot_fit(fit, fit_sweep, out_dir / "fit.png")
     plot_prediction(fit, result, out_dir / "prediction.png")
     plot_cdf(fit, out_dir / "emergence_cdf.png")
     predicted = result["predicted_fewshot_emergence_loss"]
     diagnostics = result["law"]["diagnostics"]
+    truth = result["model_free_truth"]
+    bracket = f"[{_fmt(truth['low'])}, {_fmt(truth['high'])}] ({truth['status']})"
+    shift = result["onset_shift"]
     headline = _table(
         [
             ["predicted few-shot emergence loss (median)", _fmt(predicted["median"])],
             ["90% interval", f"[{_fmt(predicted['q05'])}, {_fmt(predicted['q95'])}]"],
-            ["true few-shot emergence loss (all checkpoints)", _fmt(result["true_fewshot_emergence_loss"])],
-            ["error (nats)", _fmt(result["error_nats"])],
+            ["model-free truth: midpoint of the bracket", _fmt(result["true_fewshot_emergence_loss"])],
+            ["model-free truth: bracket (first few-shot checkpoint above chance, and the one before)", bracket],
+            ["error against the model-free truth (nats)", _fmt(result["error_nats"])],
             [f"success (error ≤ {result['success_threshold_nats']} nats)", result["success"]],
             ["truth inside the 90% interval", result["within_interval"]],
-            ["FLOPs ahead of the strongest fitted checkpoint", _fmt(result["flops_ahead"], 2)],
-            ["loss spacing of fitted checkpoints (nats)", _fmt(result["fit_checkpoint_loss_spacing_nats"], 4)],
+            ["FLOPs ahead: family FLOPs at the truth / largest fitted checkpoint FLOPs", _fmt(result["flops_ahead"], 2)],
+            ["FLOPs ahead: first emerged checkpoint / largest fitted checkpoint", _fmt(result["flops_ahead_first_emerged"], 2)],
+            [f"model-based truth ({result['model_based_truth']['form']} form fitted to every few-shot row)", _fmt(result["model_based_truth"]["loss"])],
+            ["error against the model-based truth (nats)", _fmt(result["model_based_truth"]["error_nats"])],
+            ["fitted checkpoints", ", ".join(result["fit_checkpoints"])],
+            ["finetuned checkpoints (by rule)", ", ".join(result["finetuned_checkpoints"])],
+            ["loss spacing of finetuned checkpoints (nats)", _fmt(result["finetuned_checkpoint_loss_spacing_nats"], 4)],
+            ["onset shift, smallest to largest D that emerged (nats / spacings)", f"{_fmt(shift['smallest_to_largest_D_nats'])} / {_fmt(shift['smallest_to_largest_D_spacings'], 1)}"],
+            ["onset monotonic in D", shift["monotonic_in_D"]],
             [f"NUTS max R-hat / min bulk ESS ({diagnostics['chains']} chains × {diagnostics['draws_per_chain']} draws)", f"{diagnostics['r_hat_max']:.3f} / {diagnostics['ess_min']:.0f}"],
         ],
         ["quantity", "value"],
     )
+    per_D = shift["per_D"]
     shifts = _table(
         [
-            [D, _fmt(result["onset_loss_per_D"].get(D)), _fmt(result["onset_shift_per_D_nats"].get(D)), _fmt(result["fitted_elbow_per_D"].get(D, {}).get("median"))]
+            [D, (result["onset_per_D"].get(D) or {}).get("model", "not above chance"), _fmt(result["onset_loss_per_D"].get(D)),
+             _fmt((per_D.get(D) or {}).get("nats")), _fmt((per_D.get(D) or {}).get("spacings"), 1), _fmt((per_D.get(D) or {}).get("flops_ratio"), 2),
+             _fmt(result["fitted_elbow_per_D"].get(D, {}).get("median"))]
             for D in sorted(set(result["onset_loss_per_D"]) | set(result["fitted_elbow_per_D"]), key=int)
         ],
-        ["D", "onset: highest loss above chance (nats)", "onset shift vs few-shot (nats)", "law's E(D) (median)"],
+        ["D", "onset: weakest checkpoint above chance", "its loss (nats)", "shift vs few-shot (nats)", "shift (spacings)", "few-shot onset FLOPs / D's onset FLOPs", "law's E(D) (median)"],
     )
     forms = _table(
-        [[name, _fmt(score["elpd_loo"], 1), _fmt(score["elpd_diff"], 1), score["chosen"]] for name, score in result["form_comparison"].items()],
-        ["performance form", "PSIS-LOO elpd", "difference to the chosen", "chosen"],
+        [[name, _fmt(score["elpd_loo"], 1), _fmt(score["elpd_diff"], 1), score["chosen"], _fmt(score.get("weight"), 2)] for name, score in result["form_comparison"].items()],
+        ["performance form", "PSIS-LOO elpd", "difference to the best", "chosen", "stacking weight"],
     )
     figures = "".join(f'<figure><img src="{name}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>' for name, caption in FIGURES.items())
     page = f"""<!doctype html>
@@ -160,8 +179,9 @@ def write_report(out_dir: Path, summary: dict, fewshot_rows: list[dict], sweep: 
 <h1>Predicting emergence by finetuning: the demo</h1>
 <p>Tiny LLaMA models pretrained on a seeded synthetic corpus; the task is in-context key&rarr;value recall
 ({html.escape(result['task'])}, {result['shots']}-shot, chance {result['chance']}). The law was fitted only to checkpoints whose
-few-shot accuracy is at chance ({html.escape(result['law']['form'])} form, {html.escape(result['likelihood'])} likelihood); the truth is E0 of the same
-form fitted to the few-shot rows of every checkpoint. Results file:
+few-shot accuracy is at chance, within the fit horizon ({html.escape(str(result['law']['form']))} form, {html.escape(result['likelihood'])} likelihood).
+The truth is model-free: the loss bracket of the first few-shot checkpoint above chance (its midpoint is the truth
+point); the model-based truth is beside it. Results file:
 <code>{html.escape(result['results_path'])}</code>. Wall time {result['wall_seconds']:.0f} s.</p>
 {headline}
 <h2>Shift of emergence with finetuning data</h2>
@@ -172,6 +192,4 @@ form fitted to the few-shot rows of every checkpoint. Results file:
 <h2>summary.json</h2><pre>{html.escape(json.dumps(result, indent=1)[:20000])}</pre>
 </body></html>
 """
-    tmp = out_dir / "report.html.tmp"
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out_dir / "report.html")
+    atomic_write_text(out_dir / "report.html", page)

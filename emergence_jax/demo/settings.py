@@ -15,9 +15,13 @@ from emergence_jax.laws.fit import SamplerSettings
 class DemoSettings:
     """world: corpus and task. rungs: the ladder. eval_episodes: few-shot episodes per checkpoint
     (4 scored queries each). heldout_sequences: held-out corpus size for the pretraining loss.
-    amounts / subsets: finetuning amounts D and subsets per D (which checkpoints are finetuned is
-    each rung's `finetune_steps`). form / likelihood: the law's performance form ("auto": chosen by
-    PSIS-LOO) and likelihood, used for the fit and for the held-out truth alike."""
+    amounts / subsets: finetuning amounts D and subsets per D. Which checkpoints are finetuned is
+    a rule (see `demo.command`): those still at chance few-shot whose step is a multiple of
+    `finetune_every`, strongest first, back to the earliest where the largest D still helps, and
+    at least `min_fit_checkpoints` within the fit horizon, at most `max_finetuned` per rung. The
+    law is fitted to the finetuned checkpoints within the first `fit_fraction` of a rung's steps.
+    form / likelihood: the law's performance form ("auto": all forms, combined as the fit does)
+    and likelihood."""
 
     name: str
     world: WorldSpec
@@ -28,6 +32,10 @@ class DemoSettings:
     subsets: int
     eval_episodes: int
     heldout_sequences: int
+    finetune_every: int
+    max_finetuned: int
+    min_fit_checkpoints: int
+    fit_fraction: float
     form: str
     likelihood: str
     sampler: SamplerSettings
@@ -47,51 +55,72 @@ def json_safe(value):
     return value
 
 
+def with_seed(settings: DemoSettings, seed: int) -> DemoSettings:
+    """The same run with world seed and every rung's initialisation seed set to `seed`."""
+    return dataclasses.replace(
+        settings,
+        world=dataclasses.replace(settings.world, seed=seed),
+        rungs=tuple(dataclasses.replace(rung, seed=seed) for rung in settings.rungs),
+    )
+
+
 def _steps(start: int, stop: int, every: int) -> tuple[int, ...]:
     return tuple(range(start, stop + 1, every))
 
 
-# Both rungs' recall circuits form between steps 3250 and 3500 (measured in the default run: d40
-# few-shot 0.251 at 3250, 0.702 at 3450; d48 0.291 at 3250, 0.942 at 3350), so checkpoints are every
-# 50 steps there to pin the held-out truth. Earlier checkpoints are finetuned: 800 steps at lr 1e-3
-# make a checkpoint up to ~1000 steps before emergence recall if D is large enough (d48 at 2500:
-# D ≥ 4096 → 1.0, D = 1024 → 0.29, D ≤ 256 → chance), so emergence moves with D.
-_LADDER_CHECKPOINTS = _steps(500, 3000, 250) + _steps(3050, 3500, 50) + (3750, 4000)
+# Both rungs' recall circuits form between steps 3150 and 3250 (measured, helper H, loop data
+# order: d48 few-shot 0.273 at 3150, 0.334 at 3200, 0.640 at 3250; d40 0.269 at 3200, 0.401 at
+# 3250), so checkpoints are every 50 steps from 2550 to 3700 to pin the model-free truth. The fit
+# sees only the first 40% of training (steps <= 1600, half the FLOPs of emergence): there the
+# rule finetunes the 250-step grid back from step 1500 on task documents, 900 steps at lr 3e-3
+# (documents carry ~10 recall targets each; answer-only episodes could not teach recall from
+# half-way checkpoints, see demo.finetune).
+_LADDER_CHECKPOINTS = _steps(500, 2500, 250) + _steps(2550, 3700, 50) + (4000,)
 DEFAULT = DemoSettings(
     name="default",
     world=WorldSpec(task_fraction=0.25),
     rungs=(
-        Rung("d40", hidden_size=40, num_layers=2, num_heads=2, steps=4000, checkpoint_steps=_LADDER_CHECKPOINTS, finetune_steps=(2750, 3250)),
-        Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=4000, checkpoint_steps=_LADDER_CHECKPOINTS, finetune_steps=(2250, 2500, 2750, 3000)),
+        Rung("d40", hidden_size=40, num_layers=2, num_heads=2, steps=4000, checkpoint_steps=_LADDER_CHECKPOINTS),
+        Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=4000, checkpoint_steps=_LADDER_CHECKPOINTS),
     ),
     pretrain=PretrainSettings(),
-    finetune=FinetuneSettings(steps=800, batch_size=32, learning_rate=1e-3),
+    finetune=FinetuneSettings(steps=900, batch_size=32, learning_rate=3e-3, data="documents"),
     amounts=(64, 256, 1024, 4096, 16384),
     subsets=2,
     eval_episodes=1000,
     heldout_sequences=2000,
+    finetune_every=250,
+    max_finetuned=3,
+    min_fit_checkpoints=2,
+    fit_fraction=0.4,
     form="auto",
     likelihood="beta_binomial",
     sampler=SamplerSettings(chains=4, warmup=500, samples=500, progress=False),
 )
 
-# The quick ladder (task twice as common) forms its recall circuit between steps 2050 and 2250
-# (measured: few-shot 0.251 at 2050, 0.439 at 2150, 0.998 at 2250), so its checkpoints are dense
-# there; 400 finetuning steps at lr 1e-3 make step 2050 recall for D ≥ 1024 (D = 64: 0.28) and
-# step 1875 only partly for D = 16384 (0.34 / 0.42). Smaller
-# evaluation sets, two finetuned checkpoints, three D, one fixed form (jump, as the default run's
-# PSIS-LOO chooses) keep it near 2.5 minutes on 2 CPU cores; its NUTS needs a long warmup
-# (with 300 warmup steps R-hat was 1.42, with 700 it is 1.03).
+# The quick ladder (task twice as common) forms its recall circuit between steps 1750 and 1875
+# with the loop's data order (measured, helper H: few-shot 0.265 at 1750, 0.998 at 1875), so
+# checkpoints are every 50 steps from 1600 to 2300 to pin the model-free truth whichever seed is
+# run. The fit sees the first half of training (steps <= 1150): the rule finetunes the 200-step
+# grid back from step 1000 on task documents, 800 steps at lr 3e-3 (measured: step 1000 D = 256
+# 0.25, D = 2048 1.0; step 800 0.26 / 1.0; step 600 0.25 / 0.97), so D between 256 and 2048 shows
+# where E(D) crosses the fitted checkpoints. One subset per D, two checkpoints and one fixed form
+# (jump) keep it short; its NUTS needs a long warmup (with 300 warmup steps R-hat was 1.42, with
+# 700 it is 1.03).
 QUICK = DemoSettings(
     name="quick",
     world=WorldSpec(task_fraction=0.5),
-    rungs=(Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=2250, checkpoint_steps=(1000, 1500, 1750, 1875, 2000, 2050, 2100, 2150, 2200, 2250), finetune_steps=(1875, 2050)),),
+    rungs=(Rung("d48", hidden_size=48, num_layers=2, num_heads=2, steps=2300, checkpoint_steps=(600, 800, 1000, 1200, 1400, 1500) + _steps(1600, 2300, 50)),),
     pretrain=PretrainSettings(),
-    finetune=FinetuneSettings(steps=400, batch_size=32, learning_rate=1e-3),
-    amounts=(64, 1024, 16384),
-    subsets=2,
+    finetune=FinetuneSettings(steps=800, batch_size=32, learning_rate=3e-3, data="documents"),
+    amounts=(256, 512, 1024, 2048),
+    subsets=1,
     eval_episodes=250,
     heldout_sequences=500,
+    finetune_every=200,
+    max_finetuned=2,
+    min_fit_checkpoints=2,
+    fit_fraction=0.5,
     form="jump",
     likelihood="beta_binomial",
     sampler=SamplerSettings(chains=4, warmup=700, samples=300, progress=False),
