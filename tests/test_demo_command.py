@@ -27,3 +27,42 @@ def test_non_empty_folder_without_a_demo_run_is_refused(tmp_path, capsys):
 def test_run_made_with_other_settings_is_refused(tmp_path, capsys):
     (tmp_path / "settings.json").write_text(json.dumps({"name": "something else"}))
     _fails_with(capsys, tmp_path, "other settings")
+
+
+def test_seeds_out_of_range_is_refused(tmp_path, capsys):
+    assert main(["demo", "--quick", "--seeds", "0", "--out", str(tmp_path / "rep")]) == 2
+    err = capsys.readouterr().err
+    assert "--seeds" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rep").exists()
+
+
+def test_seeds_into_a_foreign_folder_is_refused(tmp_path, capsys):
+    (tmp_path / "thesis.tex").write_text("keep me")
+    assert main(["demo", "--quick", "--seeds", "2", "--out", str(tmp_path)]) == 2
+    assert "holds no demo replication" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["thesis.tex"]
+
+
+def test_replication_row_needs_all_three_criteria():
+    from emergence_jax.demo.command import replication_row
+
+    def summary(error, inside, ahead):
+        return {"error_nats": error, "within_interval": inside, "flops_ahead": ahead, "true_fewshot_emergence_loss": 2.4,
+                "predicted_fewshot_emergence_loss": {"median": 2.4 + (error or 0)}, "model_free_truth": {"low": 2.39, "high": 2.41}}
+
+    assert replication_row(0, summary(0.05, True, 2.0))["meets_all"]
+    assert not replication_row(0, summary(0.051, True, 3.0))["meets_all"]
+    assert not replication_row(0, summary(0.01, False, 3.0))["meets_all"]
+    assert not replication_row(0, summary(0.01, True, 1.99))["meets_all"]
+    assert not replication_row(0, summary(None, False, None))["meets_all"]
+
+
+def test_with_seed_changes_world_and_initialisation_only():
+    import dataclasses
+
+    from emergence_jax.demo.settings import QUICK, with_seed
+
+    other = with_seed(QUICK, 2)
+    assert other.world.seed == 2 and {r.seed for r in other.rungs} == {2}
+    assert dataclasses.replace(other, world=QUICK.world, rungs=QUICK.rungs) == QUICK
+    assert other.fingerprint() != QUICK.fingerprint()
