@@ -21,17 +21,19 @@ def test_fit_on_bundled_default_writes_outputs_and_recovers_truth(fit_dir):
     result = json.loads((fit_dir / "fit.json").read_text())
     truth = json.loads(example_path("simulated_truth.json").read_text())
     E0 = result["fewshot_emergence_loss"]
-    assert set(E0) == {"mle", "median", "q05", "q95"}
+    assert E0["status"] == "located" and E0["unit"] == "nats" and set(E0) >= {"mle", "median", "q05", "q95", "by_form"}
     assert E0["q05"] <= truth["true_fewshot_emergence_loss"] <= E0["q95"]
     assert result["law"] == "log_power" and result["D0"] == 5.0 and result["n_rows"] == 130
     assert set(result["diagnostics"]) >= {"r_hat_max", "ess_min", "divergences"}
-    assert set(result["params"]) == {"E0", "shift", "alpha", "amplitude"}
-    for name in ("fit.png", "cdf.png"):
+    assert result["likelihood"] == "beta_binomial" and result["loss_unit"] == "nats"
+    assert set(result["params"]) == {"E0", "shift", "alpha", "amplitude", "concentration"}
+    assert set(result["model_checks"]) >= {"posterior_predictive", "prior_posterior_overlap", "D0_sensitivity", "warnings"}
+    for name in ("fit.png", "cdf.png", "checks.png"):
         assert (fit_dir / name).read_bytes()[:4] == b"\x89PNG"
     import arviz as az
 
     idata = az.from_netcdf(str(fit_dir / "posterior.nc"))
-    assert idata.posterior["E0"].shape == (4, 200)
+    assert idata.posterior["E0"].shape == (4, 200) and idata.posterior["E0_combined"].shape == (4, 200)
     assert not [p for p in fit_dir.parent.iterdir() if p.name.startswith(".")]
 
 

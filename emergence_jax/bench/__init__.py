@@ -20,6 +20,7 @@ import importlib
 BENCHES: dict[str, tuple[str, str]] = {
     "eval": ("emergence_jax.bench.eval", "multiple-choice scoring tokens/s on CPU, beside transformers/PyTorch"),
     "fit": ("emergence_jax.bench.fit", "maximum likelihood and NUTS on 200 rows, beside scipy.optimize.curve_fit"),
+    "calibration": ("emergence_jax.bench.calibration", "simulation-based calibration of the default fit over a misspecification grid (>= 200 sweeps)"),
     "model": ("emergence_jax.bench.model", "LLaMA ~100M forward and batched greedy-decode tokens/s beside transformers/PyTorch"),
     "sample": ("emergence_jax.bench.sample", "sampled tokens/s (temperature 1, KV cache) beside transformers generate(do_sample=True)"),
     "train": ("emergence_jax.bench.train", "finetuning train-step tokens/s on CPU beside a transformers/PyTorch step of the same config"),
@@ -31,7 +32,7 @@ EXTRA = {
     "all": "run every timing bench (not memory) with its defaults; --json FILE collects them in one file",
     "table": "the README's Markdown speed table from `bench all --json` files",
 }
-NOT_IN_ALL = ("memory",)
+NOT_IN_ALL = ("memory", "calibration")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

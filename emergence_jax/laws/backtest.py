@@ -3,7 +3,8 @@
 Order checkpoints by pretraining loss (or FLOPs), hold out the strongest, fit the emergence law on
 the rest (the held-out checkpoints' rows are all excluded), and compare the predicted few-shot
 emergence loss with the observed one, the few-shot elbow fitted to every checkpoint's few-shot
-rows. Success is an error of at most 0.1 nats. Ablations refit without the smallest or largest
+rows, and with the model-free truth (`laws.truth`: the two checkpoints that bracket the first
+one clearly above chance). Success is an error of at most 0.1 nats. Ablations refit without the smallest or largest
 data amount, and with one subset (seed) per amount.
 """
 
@@ -14,11 +15,12 @@ import dataclasses
 import numpy as np
 
 from emergence_jax.errors import UserError
-from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law, make_spec
+from emergence_jax.laws.fit import LOSS_UNITS, SamplerSettings, fit_emergence_law, make_spec
 from emergence_jax.laws.functions import PERFORMANCE_FORMS
-from emergence_jax.laws.mle import fit_mle, parameter_bounds
+from emergence_jax.laws.mle import fit_mle, parameter_count
 from emergence_jax.laws.sweep import Sweep
 from emergence_jax.laws.threshold import fewshot_emergence_point
+from emergence_jax.laws.truth import model_free_truth
 
 SUCCESS_NATS = 0.1
 
@@ -34,8 +36,9 @@ class BacktestSettings:
     form: str = "auto"
     law: str = "log_power"
     D0: float | None = None
-    likelihood: str = "binomial"
+    likelihood: str = "beta_binomial"
     ablations: bool = True
+    loss_unit: str = "nats"
 
 
 def choose_form_by_aic(sweep: Sweep, spec_for, *, seed: int = 0) -> tuple[str, float]:
@@ -44,7 +47,7 @@ def choose_form_by_aic(sweep: Sweep, spec_for, *, seed: int = 0) -> tuple[str, f
     for form in PERFORMANCE_FORMS:
         spec = spec_for(form)
         mle = fit_mle(sweep, spec, seed=seed)
-        aic = 2 * len(parameter_bounds(sweep, spec)) - 2 * mle.log_likelihood
+        aic = 2 * parameter_count(spec, sweep.finetuned) - 2 * mle.log_likelihood
         if best is None or aic < best[0]:
             best = (aic, form, mle.params["E0"])
     return best[1], float(best[2])
@@ -86,16 +89,26 @@ def _predict(sweep: Sweep, settings: BacktestSettings, sampler: SamplerSettings)
         else:
             form, E0 = settings.form, fit_mle(sweep, spec_for(settings.form), seed=sampler.seed).params["E0"]
         return {"form": form, "mle": E0, "median": E0, "q05": None, "q95": None}
-    fit = fit_emergence_law(sweep, form=settings.form, law=settings.law, D0=settings.D0, likelihood=settings.likelihood, sampler=sampler)
+    fit = fit_emergence_law(sweep, form=settings.form, law=settings.law, D0=settings.D0, likelihood=settings.likelihood, sampler=sampler, loss_unit=settings.loss_unit, checks=False)
     summary = fit.summary()
-    return {"form": summary["form"], **summary["fewshot_emergence_loss"], "diagnostics": summary["diagnostics"]}
+    E0 = summary["fewshot_emergence_loss"]
+    if E0["status"] == "beyond_data":  # nothing emerged in the fitted rows: no located prediction
+        return {"form": summary["form"], "status": "beyond_data", "upper_bound": E0["upper_bound"], "median": None, "q05": None, "q95": None, "mle": None, "diagnostics": summary["diagnostics"]}
+    return {"form": summary["form"], "form_weights": summary["form_weights"], **{k: v for k, v in E0.items() if k != "by_form"}, "diagnostics": summary["diagnostics"]}
 
 
-def _score(prediction: dict, truth: float) -> dict:
+def _score(prediction: dict, truth: float, model_free: dict | None = None, unit_in_nats: float = 1.0) -> dict:
+    """Error in nats (losses in the input unit times `unit_in_nats`); success is ≤ 0.1 nats. With
+    the model-free truth bracket, also whether the prediction falls inside it."""
     point = prediction["median"]
-    error = abs(point - truth)
+    if point is None:
+        return {**prediction, "error_nats": None, "success": False, "within_interval": None, "within_model_free_bracket": None}
+    error = abs(point - truth) * unit_in_nats
     within = None if prediction["q05"] is None else bool(prediction["q05"] <= truth <= prediction["q95"])
-    return {**prediction, "error_nats": float(error), "success": bool(error <= SUCCESS_NATS), "within_interval": within}
+    bracket = None
+    if model_free is not None and model_free["status"] == "located":
+        bracket = bool(model_free["low"] <= point <= model_free["high"])
+    return {**prediction, "error_nats": float(error), "success": bool(error <= SUCCESS_NATS), "within_interval": within, "within_model_free_bracket": bracket}
 
 
 def run_backtest(sweep: Sweep, settings: BacktestSettings = BacktestSettings(), sampler: SamplerSettings = SamplerSettings()) -> dict:
@@ -112,16 +125,20 @@ def run_backtest(sweep: Sweep, settings: BacktestSettings = BacktestSettings(), 
     truth_spec = lambda form: make_spec(sweep.fewshot(), form=form, law=settings.law, D0=settings.D0, likelihood=settings.likelihood)
     truth_form, _ = choose_form_by_aic(sweep.fewshot(), truth_spec, seed=sampler.seed)
     truth = fewshot_emergence_point(sweep, truth_spec(truth_form), seed=sampler.seed)
+    model_free = model_free_truth(sweep)
+    unit = LOSS_UNITS[settings.loss_unit]
 
     result = {
+        "loss_unit": settings.loss_unit,
         "true_fewshot_emergence_loss": truth,
         "truth_form": truth_form,
+        "model_free_truth": model_free,
         "held_out": held_out,
         "fit_checkpoints": fit_models,
         "order_by": settings.order_by,
         "flops_ahead": flops_ahead(sweep, fit_models, truth),
         "success_threshold_nats": SUCCESS_NATS,
-        "main": _score(_predict(fit_rows, settings, sampler), truth),
+        "main": _score(_predict(fit_rows, settings, sampler), truth, model_free, unit),
         "ablations": {},
     }
     if settings.ablations:
@@ -135,7 +152,7 @@ def run_backtest(sweep: Sweep, settings: BacktestSettings = BacktestSettings(), 
             first = np.min(seeds[fit_rows.train_examples > 0])
             variants["one_subset_per_D"] = (fit_rows.train_examples == 0) | (seeds == first)
         for name, mask in variants.items():
-            result["ablations"][name] = _score(_predict(fit_rows.subset(mask), settings, sampler), truth)
+            result["ablations"][name] = _score(_predict(fit_rows.subset(mask), settings, sampler), truth, model_free, unit)
     return result
 
 

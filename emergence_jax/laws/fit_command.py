@@ -13,7 +13,7 @@ DEFAULT_FILES = ["simulated_sweep.csv"]
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_sweep_arguments(parser, default_help="the bundled simulated sweep (emergence_jax/examples/simulated_sweep.csv)")
-    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fit.json, posterior.nc (ArviZ InferenceData), fit.png, cdf.png")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder: fit.json, posterior.nc (ArviZ InferenceData), fit.png, cdf.png, checks.png")
     add_law_arguments(parser)
     add_sampler_arguments(parser)
     parser.add_argument("--bootstrap", type=int, default=0, metavar="N", help="also report bootstrap intervals from N resamplings of the rows (maximum likelihood; default 0 = off)")
@@ -23,9 +23,11 @@ def run(args: argparse.Namespace) -> int:
     import numpy as np
 
     from emergence_jax.laws.bootstrap import bootstrap_fit
-    from emergence_jax.laws.fit import fit_emergence_law
+    from emergence_jax.laws.checks import plot_checks
+    from emergence_jax.laws.fit import fit_emergence_law, write_posterior
     from emergence_jax.laws.loss_scaling import fit_loss_scaling
-    from emergence_jax.laws.outputs import staged_output_dir, write_json
+    from emergence_jax.io import write_json
+    from emergence_jax.laws.outputs import staged_output_dir
     from emergence_jax.laws.plots import plot_cdf, plot_fit
     from emergence_jax.laws.posterior import summarise
 
@@ -33,13 +35,17 @@ def run(args: argparse.Namespace) -> int:
         print("No --results given: fitting the bundled simulated sweep (emergence_jax/examples/simulated_sweep.csv).", file=sys.stderr)
     sweep, paths = load_sweep(args, DEFAULT_FILES)
     sampler = sampler_settings(args)
-    print(f"Fitting {sweep.n_rows} rows ({'finetuning sweep' if sweep.finetuned else 'few-shot rows only'}), form={args.form}", file=sys.stderr)
+    unit = args.loss_unit
+    print(f"Fitting {sweep.n_rows} rows ({'finetuning sweep' if sweep.finetuned else 'few-shot rows only'}), form={args.form}, likelihood={args.likelihood}, losses in {unit}", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
-        fit = fit_emergence_law(sweep, form=args.form, law=args.law, D0=args.D0, likelihood=args.likelihood, floor_shift=args.floor_shift, sampler=sampler)
-    for warning in caught:  # the chosen form's sampler problems; the others' are in fit.json
-        if f"NUTS diagnostics look bad for the {fit.spec.form} form" in str(warning.message):
-            print(f"warning: {warning.message}", file=sys.stderr)
+        fit = fit_emergence_law(sweep, form=args.form, law=args.law, D0=args.D0, likelihood=args.likelihood, floor_shift=args.floor_shift, sampler=sampler, loss_unit=unit)
+    for warning in caught:  # sampler problems of forms with real weight; all are in fit.json
+        message = str(warning.message)
+        if any(f"NUTS diagnostics look bad for the {form} form" in message for form, weight in fit.weights.items() if weight >= 0.05):
+            print(f"warning: {message}", file=sys.stderr)
+    for problem in fit.checks["warnings"]:
+        print(f"warning: model check: {problem}", file=sys.stderr)
 
     result = {"results": paths, "n_rows": sweep.n_rows, "chance": float(np.median(sweep.chance)), **fit.summary()}
     if np.unique(sweep.params[np.isfinite(sweep.params)]).size >= 3:
@@ -53,14 +59,22 @@ def run(args: argparse.Namespace) -> int:
 
     with staged_output_dir(args.out) as staging:
         write_json(staging / "fit.json", result)
-        fit.posterior.idata.to_netcdf(str(staging / "posterior.nc"))
+        write_posterior(fit, staging / "posterior.nc")
         plot_fit(fit, sweep, staging / "fit.png")
         plot_cdf(fit, staging / "cdf.png")
+        plot_checks(fit, staging / "checks.png")
 
     E0 = result["fewshot_emergence_loss"]
-    print(f"form: {fit.spec.form} (PSIS-LOO)   law: {result['law']}   D0: {fit.spec.D0:g}")
-    print(f"few-shot emergence loss: {E0['median']:.4f} nats (90% interval {E0['q05']:.4f}-{E0['q95']:.4f}; MLE {E0['mle']:.4f})")
+    weights = ", ".join(f"{form} {weight:.2f}" for form, weight in sorted(fit.weights.items(), key=lambda item: -item[1]))
+    print(f"forms (stacking weights): {weights}   law: {result['law']}   D0: {fit.spec.D0:g}   likelihood: {fit.spec.likelihood}   loss unit: {unit}")
+    if E0["status"] == "beyond_data":
+        print(f"few-shot emergence: {E0['statement']}")
+    else:
+        print(f"few-shot emergence loss: {E0['median']:.4f} {unit} (90% interval {E0['q05']:.4f}-{E0['q95']:.4f} {unit}; MLE {E0['mle']:.4f} {unit}, {fit.spec.form} form)")
+        for form, entry in E0["by_form"].items():
+            print(f"  {form:<9} weight {entry['weight']:.2f}: {entry['median']:.4f} {unit} ({entry['q05']:.4f}-{entry['q95']:.4f})")
     diagnostics = result["diagnostics"]
-    print(f"NUTS: {diagnostics['chains']} chains x {diagnostics['draws_per_chain']} draws, max R-hat {diagnostics['r_hat_max']:.3f}, min ESS {diagnostics['ess_min']:.0f}, divergences {diagnostics['divergences']}")
-    print(f"wrote {args.out}/fit.json, posterior.nc, fit.png, cdf.png")
+    print(f"NUTS ({fit.spec.form}): {diagnostics['chains']} chains x {diagnostics['draws_per_chain']} draws, max R-hat {diagnostics['r_hat_max']:.3f}, min ESS {diagnostics['ess_min']:.0f}, divergences {diagnostics['divergences']} ({100 * diagnostics['divergence_fraction']:.2f}%)")
+    print(f"model checks: {'passed' if fit.checks['passed'] else str(len(fit.checks['warnings'])) + ' warning(s), see fit.json model_checks'}")
+    print(f"wrote {args.out}/fit.json, posterior.nc, fit.png, cdf.png, checks.png")
     return 0

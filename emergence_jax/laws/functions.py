@@ -3,8 +3,8 @@
 Performance against pretraining loss L (nats/token), with chance B and emergence loss E:
 
 - ``relu``      B + A·max(0, E − L)                                  (Snell et al. 2024, paper form)
-- ``softplus``  B + A·τ·softplus((E − L)/τ)                          (smooth elbow, temperature τ nats)
-- ``jump``      B + J·σ((E − L)/w) + A·max(0, E − L),  J ≥ 0          (a step of width w nats, then a ramp)
+- ``softplus``  B + A·τ·softplus((E − L)/τ)                          (smooth elbow, temperature τ)
+- ``jump``      B + J·σ((E − L)/w) + A·max(0, E − L),  J ≥ 0          (a step of width w, then a ramp)
 
 all clipped to [0, 1]. Emergence law for the emergence loss as a function of finetuning examples D:
 
@@ -46,8 +46,8 @@ class LawSpec:
     D0: few-shot extrapolation point in examples (≥ 1); defaults to the number of shots.
     D_ref: the reference data amount at which ``shift`` is measured (examples, > D0).
     floor_shift: fit Δ, the few-shot floor shift.
-    temperature: τ of ``softplus`` (nats).
-    jump_width: w of ``jump`` (nats); small, so the step is sharp yet NUTS can sample it.
+    temperature: τ of ``softplus`` (loss units) where it is not fitted (simulations); fits sample it.
+    jump_width: w of ``jump`` (loss units) where it is not fitted (simulations); fits sample it.
     likelihood: ``binomial`` on correct counts, or ``beta_binomial`` with a fitted concentration
         (over-dispersion: checkpoint-to-checkpoint noise beyond sampling noise).
     """
@@ -95,15 +95,18 @@ def law_coefficients(E0, shift, alpha, spec: LawSpec) -> dict:
     return {"k": k, "alpha": alpha, "C": E0 - k * g0}
 
 
-def performance(loss, E, chance, amplitude, spec: LawSpec, jump=0.0, xp: ModuleType = np):
-    """Expected accuracy in [0, 1] of a model at pretraining loss `loss` whose emergence loss is `E`."""
+def performance(loss, E, chance, amplitude, spec: LawSpec, jump=0.0, xp: ModuleType = np, *, temperature=None, jump_width=None):
+    """Expected accuracy in [0, 1] of a model at pretraining loss `loss` whose emergence loss is `E`.
+    `temperature` / `jump_width` (loss units) override the spec's fixed values when fitted."""
     gap = E - loss
     if spec.form == "relu":
         rise = amplitude * xp.maximum(gap, 0.0)
     elif spec.form == "softplus":
-        rise = amplitude * spec.temperature * xp.logaddexp(0.0, gap / spec.temperature)
+        tau = spec.temperature if temperature is None else temperature
+        rise = amplitude * tau * xp.logaddexp(0.0, gap / tau)
     else:
-        step = 0.5 * (1.0 + xp.tanh(gap / (2.0 * spec.jump_width)))  # logistic σ, overflow-free
+        width = spec.jump_width if jump_width is None else jump_width
+        step = 0.5 * (1.0 + xp.tanh(gap / (2.0 * width)))  # logistic σ, overflow-free
         rise = jump * step + amplitude * xp.maximum(gap, 0.0)
     return xp.clip(chance + rise, 0.0, 1.0)
 
@@ -111,13 +114,15 @@ def performance(loss, E, chance, amplitude, spec: LawSpec, jump=0.0, xp: ModuleT
 def predicted_accuracy(params: dict, loss, train_examples, chance, spec: LawSpec, xp: ModuleType = np):
     """Expected accuracy for rows (loss nats/token, D examples, chance) under one parameter set.
 
-    `params` holds ``E0``, ``shift``, ``alpha``, ``amplitude`` and, as the spec needs, ``jump`` and
-    ``floor_shift``.
+    `params` holds ``E0``, ``shift``, ``alpha``, ``amplitude`` and, as the spec needs, ``jump``,
+    ``jump_width``, ``temperature`` and ``floor_shift`` (the spec's fixed width and temperature are
+    used where absent). The function is scale-equivariant: losses and the loss-unit parameters may
+    be in any unit, or standardised, as long as they share it.
     """
     params = with_defaults(params)
     E = emergence_loss(train_examples, params["E0"], params["shift"], params["alpha"], spec, xp)
     floor = chance + xp.where(train_examples == 0, params["floor_shift"], 0.0)
-    return performance(loss, E, floor, params["amplitude"], spec, params["jump"], xp)
+    return performance(loss, E, floor, params["amplitude"], spec, params["jump"], xp, temperature=params.get("temperature"), jump_width=params.get("jump_width"))
 
 
 def parameter_names(spec: LawSpec, finetuned: bool) -> tuple[str, ...]:
@@ -128,7 +133,9 @@ def parameter_names(spec: LawSpec, finetuned: bool) -> tuple[str, ...]:
         names += ["shift", "alpha"]
     names.append("amplitude")
     if spec.form == "jump":
-        names.append("jump")
+        names += ["jump", "jump_width"]
+    if spec.form == "softplus":
+        names.append("temperature")
     if spec.floor_shift:
         names.append("floor_shift")
     if spec.likelihood == "beta_binomial":

@@ -10,6 +10,8 @@ from pathlib import Path
 from emergence_jax.errors import UserError
 from emergence_jax.laws.functions import EMERGENCE_LAWS, LIKELIHOODS, PERFORMANCE_FORMS
 
+LOSS_UNIT_NAMES = ("nats", "bits")  # laws.fit.LOSS_UNITS gives their size in nats
+
 
 def example_path(name: str) -> Path:
     """Path of a bundled example file (see emergence_jax/examples/README.md)."""
@@ -24,10 +26,11 @@ def add_sweep_arguments(parser: argparse.ArgumentParser, *, default_help: str) -
 
 
 def add_law_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--form", choices=("auto", *PERFORMANCE_FORMS), default="auto", help="accuracy-vs-loss form; 'auto' compares all by PSIS-LOO and keeps the best (default)")
+    parser.add_argument("--form", choices=("auto", *PERFORMANCE_FORMS), default="auto", help="accuracy-vs-loss form; 'auto' fits all and combines them by PSIS-LOO stacking weights (default)")
     parser.add_argument("--law", choices=EMERGENCE_LAWS, default="log_power", help="emergence law E(D): k·(log D)^α + C (log_power, default) or k·D^α + C (power)")
     parser.add_argument("--D0", type=float, help="few-shot extrapolation point, in examples (default: the rows' number of shots)")
-    parser.add_argument("--likelihood", choices=LIKELIHOODS, default="binomial", help="binomial on correct counts (default) or beta_binomial for over-dispersed data")
+    parser.add_argument("--likelihood", choices=LIKELIHOODS, default="beta_binomial", help="beta_binomial (default: over-dispersion fitted, for real data) or binomial (only for simulated data with known binomial noise)")
+    parser.add_argument("--loss-unit", choices=tuple(LOSS_UNIT_NAMES), default="nats", help="unit of the pretrain_loss column (default nats); every reported loss is in this unit")
     parser.add_argument("--floor-shift", action="store_true", help="fit Δ, a shift of the few-shot rows' floor away from chance (accuracy units)")
 
 

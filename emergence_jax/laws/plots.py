@@ -45,16 +45,21 @@ def plot_fit(fit: EmergenceFit, sweep: Sweep, path: Path) -> None:
         if D > 0:
             ax.plot(grid, predictive_bands(draws, fit.spec, grid, D, chance)["median"], color=colour, lw=1.2)
     fewshot = predictive_bands(draws, fit.spec, grid, 0.0, chance)
-    ax.plot(grid, fewshot["median"], color="crimson", lw=2, label=f"few-shot prediction (D0 = {fit.spec.D0:g})")
+    ax.plot(grid, fewshot["median"], color="crimson", lw=2, label=f"few-shot prediction (D0 = {fit.spec.D0:g}, {fit.spec.form} form)")
     ax.fill_between(grid, fewshot["q05"], fewshot["q95"], color="crimson", alpha=0.2, label="90% band")
     ax.axvspan(E0["q05"], E0["q95"], color="crimson", alpha=0.08)
     ax.axvline(E0["median"], color="crimson", ls="--", lw=1)
     ax.axhline(chance, color="grey", ls=":", lw=1)
     ax.set_xlim(hi + pad, lo - pad)
-    ax.set_xlabel("pretraining loss (nats/token)")
+    ax.set_xlabel(f"pretraining loss ({fit.loss_unit}/token)")
     ax.set_ylabel("accuracy")
     law = f"{fit.spec.law} law" if sweep.finetuned else "few-shot rows only"
-    ax.set_title(f"{fit.spec.form} form, {law}: few-shot emergence at {E0['median']:.3f} [{E0['q05']:.3f}, {E0['q95']:.3f}] nats", fontsize=10)
+    weights = ", ".join(f"{form} {weight:.2f}" for form, weight in fit.weights.items())
+    if fit.status["status"] == "beyond_data":
+        title = f"{law}: not emerged in the data; emergence needs loss below {fit.status['upper_bound']:.3f} {fit.loss_unit}"
+    else:
+        title = f"{law} ({weights}): few-shot emergence at {E0['median']:.3f} [{E0['q05']:.3f}, {E0['q95']:.3f}] {fit.loss_unit}"
+    ax.set_title(title, fontsize=9)
     ax.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -72,9 +77,9 @@ def plot_cdf(fit: EmergenceFit, path: Path) -> None:
     ax.plot(grid, emergence_cdf(draws, grid), color="crimson")
     ax.axvline(q["median"], color="crimson", ls="--", lw=1)
     ax.set_xlim(grid[-1], grid[0])
-    ax.set_xlabel("pretraining loss L (nats/token)")
+    ax.set_xlabel(f"pretraining loss L ({fit.loss_unit}/token)")
     ax.set_ylabel("P(few-shot emergence at or before L)")
-    ax.set_title("CDF of the few-shot emergence point")
+    ax.set_title("CDF of the few-shot emergence point (all forms, stacking weights)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

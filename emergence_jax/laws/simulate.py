@@ -20,18 +20,23 @@ def simulate_sweep_rows(
     shots: int = 5,
     task: str = "simulated",
     fewshot_losses=None,
+    concentration: float | None = None,
     seed: int = 0,
 ) -> list[dict]:
     """Results rows for checkpoints at `losses` (nats/token), each finetuned on every D in
     `train_examples` with `subsets` random subsets, plus a few-shot row per checkpoint at
     `losses` and `fewshot_losses` (e.g. stronger held-out checkpoints). Correct counts are binomial
-    draws from the true law `truth` (parameters as in `laws.functions`).
+    draws from the true law `truth` (parameters as in `laws.functions`), or, with `concentration`
+    φ, beta-binomial: each row's accuracy is first drawn from Beta(p·φ, (1 − p)·φ) (over-dispersion,
+    e.g. checkpoint-to-checkpoint noise; the variance of a row's accuracy grows by about n/φ).
     """
     rng = np.random.default_rng(seed)
     rows = []
 
     def add(loss, D, subset):
         p = float(predicted_accuracy(truth, np.float64(loss), np.float64(D), np.float64(chance), spec))
+        if concentration is not None:
+            p = float(rng.beta(max(p, 1e-9) * concentration, max(1 - p, 1e-9) * concentration))
         correct = rng.binomial(n_eval, p)
         rows.append(
             {

@@ -113,3 +113,23 @@ def model_free_truth(sweep_or_rows, *, sigmas: float = DEFAULT_SIGMAS, min_exces
         return {**result, "status": "before_data"}
     high = float(table["loss"][first - 1])
     return {**result, "status": "located", "high": high, "midpoint": 0.5 * (result["low"] + high), "previous": record(first - 1)}
+
+
+def emergence_status(sweep: Sweep, *, sigmas: float = DEFAULT_SIGMAS, min_excess: float | None = None) -> dict:
+    """Has anything in the data emerged? Every (checkpoint, D) group of rows — few-shot and
+    finetuned — is tested as in `model_free_truth`, with the z threshold raised for the number of
+    groups (`familywise_sigmas`, so chance-level data trip it with probability ≈ Φ(−sigmas) in all).
+
+    Returns ``status`` ``located`` (some group is above chance, so the law has something to locate
+    E0 from) or ``beyond_data`` with ``upper_bound``, the strongest checkpoint's loss: nothing has
+    emerged there, so few-shot emergence needs a lower loss.
+    """
+    tables = [checkpoint_table(sweep, train_examples=D) for D in np.unique(sweep.train_examples)]
+    groups = sum(table["model"].size for table in tables)
+    threshold = familywise_sigmas(sigmas, groups)
+    emerged = [(D, table["model"][flags]) for D, table in zip(np.unique(sweep.train_examples), tables) for flags in [above_chance(table, sigmas=threshold, min_excess=min_excess)] if flags.any()]
+    rule = f"a (checkpoint, D) group is above chance when its pooled accuracy is >= {threshold:.2f} binomial SEs ({sigmas:g} SEs, Bonferroni over {groups} groups) and >= " + (f"{DEFAULT_MIN_EXCESS_FRACTION:g}*(1-chance)" if min_excess is None else f"{min_excess:g}") + " above chance"
+    result = {"rule": rule, "groups": int(groups), "z_threshold": threshold}
+    if not emerged:
+        return {**result, "status": "beyond_data", "upper_bound": float(sweep.loss.min())}
+    return {**result, "status": "located", "emerged_groups": {f"D={int(D)}": int(models.size) for D, models in emerged}}

@@ -1,0 +1,88 @@
+"""The one-model inference: unit invariance, the MLE beats every posterior draw, chance-level data
+are reported as not emerged, priors never allow a negative loss."""
+
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+from emergence_jax.laws.calibration import Cell, simulate
+from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
+from emergence_jax.laws.functions import LawSpec
+from emergence_jax.laws.model import Frame
+from emergence_jax.laws.options import example_path
+from emergence_jax.laws.simulate import simulate_sweep_rows
+from emergence_jax.laws.sweep import sweep_from_records
+from emergence_jax.laws.truth import emergence_status
+from emergence_jax.records import read_records
+
+FAST = SamplerSettings(chains=4, warmup=300, samples=300, progress=False)
+
+
+@pytest.fixture(scope="module")
+def small_sweep():
+    rows, truth = simulate(Cell("relu", 300.0, "nats", "small"), seed=11)
+    return rows, truth
+
+
+def _fit(rows, unit, factor=1.0):
+    rows = [{**row, "pretrain_loss": row["pretrain_loss"] * factor} for row in rows]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_emergence_law(sweep_from_records(rows), form="relu", sampler=FAST, loss_unit=unit, checks=False)
+
+
+def test_nats_bits_and_times_ten_give_the_same_E0(small_sweep):
+    rows, _ = small_sweep
+    nats = np.median(_fit(rows, "nats").E0_draws())
+    bits = np.median(_fit(rows, "bits", 1 / math.log(2)).E0_draws()) * math.log(2)
+    tenfold = np.median(_fit(rows, "nats", 10.0).E0_draws()) / 10.0
+    assert abs(bits - nats) <= 0.005 and abs(tenfold - nats) <= 0.005
+
+
+def test_mle_log_likelihood_is_at_least_every_posterior_draws(small_sweep):
+    rows, _ = small_sweep
+    sweep = sweep_from_records(rows)
+    fit = _fit(rows, "nats")
+    draws_log_lik = fit.posterior.pointwise_log_likelihood(sweep).sum(axis=1)
+    assert fit.posterior.mle.log_likelihood >= draws_log_lik.max() - 1e-3
+    # chains started in different gaps when several were plausible, and the profile covers every gap
+    assert len(fit.posterior.mle.profile["E0"]) >= len(np.unique(sweep.loss)) + 1
+
+
+def test_chance_level_simulations_are_beyond_data():
+    spec = LawSpec(form="relu", D0=5, D_ref=4000)
+    for seed in range(20):
+        rows = simulate_sweep_rows({"E0": 1.0, "shift": 0.3, "alpha": 1.0, "amplitude": 3.0}, spec, losses=np.linspace(2.2, 2.8, 8), train_examples=(250, 1000, 4000), seed=seed)
+        assert emergence_status(sweep_from_records(rows))["status"] == "beyond_data"
+
+
+@pytest.mark.parametrize("name", ["pythia_mmlu_negative_control.csv", "gadre_mmlu0shot_negative_control.csv"])
+def test_published_negative_controls_are_beyond_data_with_nonnegative_prior(name):
+    sweep = sweep_from_records(read_records([str(example_path(name))]))
+    status = emergence_status(sweep)
+    assert status["status"] == "beyond_data" and status["upper_bound"] == pytest.approx(sweep.loss.min())
+    frame = Frame.from_losses(sweep.loss)
+    assert frame.to_loss(frame.e0_low) >= -1e-9  # the E0 prior never allows a negative loss
+
+
+def test_far_off_checkpoint_does_not_stretch_the_prior():
+    losses = np.r_[np.linspace(2.6, 2.8, 10), 12.6]
+    near = Frame.from_losses(losses[:-1])
+    with_far = Frame.from_losses(losses)
+    assert with_far.scale == pytest.approx(near.scale) and with_far.to_loss(with_far.e0_high) < 3.1
+
+
+def test_chance_level_fit_says_not_emerged(capsys, tmp_path):
+    from emergence_jax.cli import main
+
+    spec = LawSpec(form="relu", D0=5, D_ref=50)
+    rows = simulate_sweep_rows({"E0": 1.0, "amplitude": 3.0}, spec, losses=np.linspace(2.2, 2.8, 8), train_examples=(), seed=3)
+    path = tmp_path / "chance.csv"
+    from emergence_jax.records import write_records
+
+    write_records(path, rows)
+    assert main(["fit", "--results", str(path), "--out", str(tmp_path / "fit"), "--form", "relu", "--loss-unit", "bits", "--chains", "2", "--warmup", "150", "--samples", "150", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "not emerged in the data; emergence needs loss below 2.2000 bits" in out
