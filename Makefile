@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test install install-test clean
+.PHONY: demo test test-min install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,15 @@ demo: install
 test: install-test
 	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 tests
 
+# The lowest versions pyproject.toml allows (ci/min-versions.txt), in their own venv: the bounds are tested.
+.venv-min/.installed: pyproject.toml ci/min-versions.txt
+	$(PYTHON) -m venv .venv-min
+	.venv-min/bin/pip install --quiet --upgrade pip
+	.venv-min/bin/pip install --quiet -c ci/min-versions.txt -e '.[test]'
+	touch $@
+
+test-min: .venv-min/.installed
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 .venv-min/bin/python -m pytest -q -n 2 tests
+
 clean:
-	rm -rf $(VENV) runs
+	rm -rf $(VENV) .venv-min runs
