@@ -38,6 +38,7 @@ DEFAULT_RULES: tuple[tuple[str, Any], ...] = (
     ("qkv", None),
     ("mlp", "tensor"),
     ("norm", None),
+    ("layers", None),  # the stacked-layer axis of scanned models
     # activations and KV cache
     ("batch", ("data", "fsdp")),
     ("length", None),
@@ -110,11 +111,14 @@ def logical_to_spec(
     shape: Sequence[int] | None = None,
     mesh: Mesh | None = None,
     rules: Rules = DEFAULT_RULES,
+    *,
+    strict: bool = False,
 ) -> PartitionSpec:
     """PartitionSpec for an array whose dimensions have logical `names`.
 
-    With `shape` and `mesh`, a mesh axis that does not divide its dimension, or that an earlier
-    dimension already uses, is dropped (that dimension is replicated over it instead).
+    With `shape` and `mesh`, a mesh axis that an earlier dimension already uses is skipped; one that
+    does not divide its dimension is dropped (that dimension is replicated over it), or with
+    `strict` raises a `UserError`.
     """
     if not names:
         return PartitionSpec()
@@ -134,6 +138,12 @@ def logical_to_spec(
             if mesh is not None and shape is not None:
                 size = mesh.shape[axis] * int(np.prod([mesh.shape[a] for a in kept]))
                 if shape[dim] % size:
+                    if strict:
+                        raise UserError(
+                            f"sharding: dimension {dim} ({name!r}, size {shape[dim]}) of shape {tuple(shape)} does not split "
+                            f"over mesh axis {axis!r} ({mesh.shape[axis]} devices{', after ' + '+'.join(kept) if kept else ''}); "
+                            f"change the mesh, or set the rule {name}: null to replicate it"
+                        )
                     continue
             kept.append(axis)
         used.update(kept)
@@ -146,22 +156,28 @@ def _logical_names(variable: Any) -> tuple[str | None, ...] | None:
     return metadata.get("out_sharding")
 
 
-def param_shardings(state: Any, mesh: Mesh | None, rules: Rules = DEFAULT_RULES) -> Any:
+def param_shardings(state: Any, mesh: Mesh | None, rules: Rules = DEFAULT_RULES, *, allow_replication: bool = False) -> Any:
     """`NamedSharding` for every variable of an NNX state (or abstract state), from its logical names.
 
-    Without a mesh, every variable gets the default device.
+    Without a mesh, every variable gets the default device. A rule whose mesh axis does not divide
+    a parameter's dimension raises a `UserError` naming the parameter, unless `allow_replication`
+    (then that dimension is replicated over the axis).
     """
     from flax import nnx
 
     device = jax.sharding.SingleDeviceSharding(jax.devices()[0])
 
-    def one(variable):
+    def one(path, variable):
         if mesh is None:
             return variable.replace(device)
-        spec = logical_to_spec(_logical_names(variable), variable.shape, mesh, rules)
+        try:
+            spec = logical_to_spec(_logical_names(variable), variable.shape, mesh, rules, strict=not allow_replication)
+        except UserError as err:
+            where = ".".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
+            raise UserError(f"{where}: {err}") from None
         return variable.replace(NamedSharding(mesh, spec))
 
-    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree_util.tree_map_with_path(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
 
 
 _ACTIVE_RULES: contextvars.ContextVar[Rules] = contextvars.ContextVar("activation_rules", default=DEFAULT_RULES)

@@ -13,6 +13,7 @@ from flax import nnx
 
 from emergence_jax.models.base import CausalLM
 from emergence_jax.models.config import GPTNeoXConfig
+from emergence_jax.models.stacking import stack_modules
 from emergence_jax.models.layers import (
     Dense,
     Embed,
@@ -81,13 +82,15 @@ class GPTNeoXLayer(nnx.Module):
 class GPTNeoX(CausalLM):
     """A GPT-NeoX causal language model; the call convention is `CausalLM`'s."""
 
-    def __init__(self, config: GPTNeoXConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: GPTNeoXConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs, scan_layers: bool = False):
         self.config = config
         self.dtype = dtype
         keys = KeyStream(rngs.params())
         kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.embed_in = Embed(config.vocab_size, config.hidden_size, **kw)
-        self.layers = nnx.List([GPTNeoXLayer(config, **kw) for _ in range(config.num_layers)])
+        layers = [GPTNeoXLayer(config, **kw) for _ in range(config.num_layers)]
+        self.scan_layers = scan_layers
+        self.layers = stack_modules(layers) if scan_layers else nnx.List(layers)
         self.final_layer_norm = LayerNorm(config.hidden_size, config.layer_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.embed_out = (
             None

@@ -167,20 +167,32 @@ def apply_rope(x: jax.Array, cos: jax.Array, sin: jax.Array) -> jax.Array:
     return jnp.concatenate([out, x_pass], axis=-1) if x_pass.shape[-1] else out
 
 
+def attention_implementation(dtype) -> str:
+    """`jax.nn.dot_product_attention`'s kernel for compute `dtype` on the default backend.
+
+    "cudnn" (fused flash attention) on GPU in bfloat16/float16, "xla" otherwise. XLA's version
+    forms float32 scores `[b, kv_heads, group, t, s]`; on CPU that is also what a fused kernel
+    would compute, and the cuDNN kernel never materialises them. (TPU: a Pallas flash kernel with
+    segment ids exists in `jax.experimental.pallas.ops.tpu.flash_attention`; it is not wired in.)
+    """
+    if jax.default_backend() == "gpu" and jnp.dtype(dtype) in (jnp.dtype(jnp.bfloat16), jnp.dtype(jnp.float16)):
+        return "cudnn"
+    return "xla"
+
+
 def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Array) -> jax.Array:
-    """Softmax attention with grouped-query heads.
+    """Softmax attention with grouped-query heads, through `jax.nn.dot_product_attention`.
 
     q `[b, t, heads, d]`, k and v `[b, s, kv_heads, d]`, mask `[b, t, s]` (True = may attend).
     Scores and softmax in float32; rows with nothing to attend to (left padding) give finite garbage.
     """
-    b, t, heads, d = q.shape
-    kv_heads = k.shape[2]
-    q = q.reshape(b, t, kv_heads, heads // kv_heads, d)
-    scores = jnp.einsum("btkgd,bskd->bkgts", q, k, preferred_element_type=jnp.float32) * (d**-0.5)
-    scores = jnp.where(mask[:, None, None, :, :], scores, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(scores, axis=-1).astype(v.dtype)
-    out = jnp.einsum("bkgts,bskd->btkgd", probs, v)
-    return out.reshape(b, t, heads, d)
+    implementation = attention_implementation(q.dtype)
+    if implementation == "cudnn":
+        try:
+            return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation="cudnn")
+        except (NotImplementedError, ValueError, RuntimeError):  # shape or version the kernel refuses
+            pass
+    return jax.nn.dot_product_attention(q, k, v, mask=mask[:, None], implementation="xla")
 
 
 @jax.tree_util.register_dataclass
@@ -195,13 +207,14 @@ class LayerCache:
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class KVCache:
-    """Decoding state: per-layer keys/values, which slots hold real tokens, and the next slot to write.
+    """Decoding state: keys/values (a list of per-layer caches, or one stacked `LayerCache` with a
+    leading layer axis), which slots hold real tokens, and the next slot to write.
 
     Prompts are left-padded, so all rows write the same slot at each step; `key_mask` `[batch,
     max_length]` marks the slots holding real (non-pad) tokens, and `index` is a scalar int32.
     """
 
-    layers: list[LayerCache]
+    layers: list[LayerCache] | LayerCache
     key_mask: jax.Array
     index: jax.Array
 
@@ -210,30 +223,49 @@ class KVCache:
         return self.key_mask.shape[1]
 
 
-def init_cache(config, batch: int, max_length: int, dtype=jnp.float32) -> KVCache:
-    """An empty cache for `batch` sequences of up to `max_length` tokens (prompt + new tokens)."""
+def init_cache(config, batch: int, max_length: int, dtype=jnp.float32, *, stacked: bool = False) -> KVCache:
+    """An empty cache for `batch` sequences of up to `max_length` tokens (prompt + new tokens).
+
+    `stacked` holds all layers in one `[num_layers, ...]` pair of arrays, the layout a scanned model
+    updates in place (either layout works with either model).
+    """
     shape = (batch, max_length, config.kv_heads, config.head_dim)
     names = ("batch", "cache_length", "act_kv_heads", None)
-    layers = [
-        LayerCache(constrain(jnp.zeros(shape, dtype), names), constrain(jnp.zeros(shape, dtype), names))
-        for _ in range(config.num_layers)
-    ]
+    if stacked:
+        stacked_names = ("layers", *names)
+        zeros = jnp.zeros((config.num_layers, *shape), dtype)
+        layers = LayerCache(constrain(zeros, stacked_names), constrain(zeros, stacked_names))
+    else:
+        layers = [
+            LayerCache(constrain(jnp.zeros(shape, dtype), names), constrain(jnp.zeros(shape, dtype), names))
+            for _ in range(config.num_layers)
+        ]
     return KVCache(layers, jnp.zeros((batch, max_length), bool), jnp.zeros((), jnp.int32))
 
 
 def attention_mask_and_cache(
-    cache: KVCache | None, attention_mask: jax.Array | None, length: int, batch: int
+    cache: KVCache | None,
+    attention_mask: jax.Array | None,
+    length: int,
+    batch: int,
+    segment_ids: jax.Array | None = None,
 ) -> tuple[jax.Array, KVCache | None]:
     """The `[b, t, s]` attention mask for `length` new tokens, and the cache with their slots marked.
 
     Without a cache: causal within the call, and `attention_mask` `[b, t]` (1 = real token) hides
-    padded keys. With a cache: the new tokens go to slots `index .. index + length`; a query may see
-    every real slot up to its own.
+    padded keys; `segment_ids` `[b, t]` (packed rows) lets a token see only keys of its own segment.
+    With a cache: the new tokens go to slots `index .. index + length`; a query may see every real
+    slot up to its own (segment ids are not supported there).
     """
     tokens_mask = jnp.ones((batch, length), bool) if attention_mask is None else attention_mask.astype(bool)
     if cache is None:
         causal = jnp.tril(jnp.ones((length, length), bool))
-        return causal[None] & tokens_mask[:, None, :], None
+        mask = causal[None] & tokens_mask[:, None, :]
+        if segment_ids is not None:
+            mask = mask & (segment_ids[:, :, None] == segment_ids[:, None, :])
+        return mask, None
+    if segment_ids is not None:
+        raise UserError("model: segment_ids (packed rows) cannot be combined with a KV cache")
     key_mask = jax.lax.dynamic_update_slice(cache.key_mask, tokens_mask, (0, cache.index))
     slots = jnp.arange(cache.max_length)
     query_slots = cache.index + jnp.arange(length)

@@ -12,6 +12,7 @@ from flax import nnx
 
 from emergence_jax.models.base import CausalLM
 from emergence_jax.models.config import LlamaConfig
+from emergence_jax.models.stacking import stack_modules
 from emergence_jax.models.layers import (
     Dense,
     Embed,
@@ -79,13 +80,15 @@ class LlamaDecoderLayer(nnx.Module):
 class Llama(CausalLM):
     """A LLaMA causal language model; the call convention is `CausalLM`'s."""
 
-    def __init__(self, config: LlamaConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs):
+    def __init__(self, config: LlamaConfig, *, dtype=jnp.float32, param_dtype=jnp.float32, rngs: nnx.Rngs, scan_layers: bool = False):
         self.config = config
         self.dtype = dtype
         keys = KeyStream(rngs.params())
         kw = dict(dtype=dtype, param_dtype=param_dtype, keys=keys)
         self.embed_tokens = Embed(config.vocab_size, config.hidden_size, **kw)
-        self.layers = nnx.List([LlamaDecoderLayer(config, **kw) for _ in range(config.num_layers)])
+        layers = [LlamaDecoderLayer(config, **kw) for _ in range(config.num_layers)]
+        self.scan_layers = scan_layers
+        self.layers = stack_modules(layers) if scan_layers else nnx.List(layers)
         self.norm = RMSNorm(config.hidden_size, config.rms_norm_eps, dtype=dtype, param_dtype=param_dtype)
         self.lm_head = (
             None

@@ -3,12 +3,12 @@
 The `D` examples are read as an endless stream of epochs; epoch `e` visits them in a permutation
 drawn from `(seed, e)`, so the batch of any step is a pure function of the step number and resuming
 needs only the step. With padding each row holds one example (right-padded); with packing rows are
-filled greedily with whole examples in stream order, positions restarting at 0 for each example.
-(The model's attention mask is per token, not per segment, so a packed example can attend to the
-examples before it in its row; use padding where that matters.)
+filled greedily with whole examples in stream order, positions restarting at 0 for each example,
+and `segment_ids` numbering the examples of a row 1, 2, ... (0 = padding) so that the model lets a
+token attend only to its own example.
 
-Each row has `input_ids`, `positions`, `attention_mask` (1 = real token) and `loss_mask`
-(1 = a target token: the loss is taken on targets only, never on prompts or padding).
+Each row has `input_ids`, `positions`, `segment_ids`, `attention_mask` (1 = real token) and
+`loss_mask` (1 = a target token: the loss is taken on targets only, never on prompts or padding).
 """
 
 from __future__ import annotations
@@ -126,16 +126,18 @@ class BatchPlan:
         arrays = {
             "input_ids": np.full(shape, self.pad_id, np.int32),
             "positions": np.zeros(shape, np.int32),
+            "segment_ids": np.zeros(shape, np.int32),
             "attention_mask": np.zeros(shape, np.int32),
             "loss_mask": np.zeros(shape, np.int32),
         }
         for r, row in enumerate(rows):
             t = 0
-            for i in row:
+            for segment, i in enumerate(row, start=1):
                 example = self.examples[i]
                 n, p = len(example), len(example.prompt)
                 arrays["input_ids"][r, t : t + n] = example.prompt + example.target
                 arrays["positions"][r, t : t + n] = np.arange(n)
+                arrays["segment_ids"][r, t : t + n] = segment
                 arrays["attention_mask"][r, t : t + n] = 1
                 arrays["loss_mask"][r, t + p : t + n] = 1
                 t += n

@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from emergence_jax.errors import UserError
+from emergence_jax.models.stacking import LAYERS_AXIS
 from emergence_jax.train.config import LoraConfig
 
 
@@ -32,15 +33,20 @@ class LoraDense(nnx.Module):
         self.base = base
         self.n_in = int(getattr(base, "n_in", 1))
         self.scale = float(alpha) / rank
-        in_shape, out_shape = kernel.shape[: self.n_in], kernel.shape[self.n_in :]
         names = tuple(kernel.get_metadata().get("out_sharding") or (None,) * kernel.ndim)
-        in_names, out_names = names[: self.n_in], names[self.n_in :]
+        # A scanned model's kernels carry a leading stacked-layer axis; adapters get one too.
+        lead = 1 if names[:1] == (LAYERS_AXIS,) else 0
+        stack_shape, stack_names = kernel.shape[:lead], names[:lead]
+        in_shape, out_shape = kernel.shape[lead : lead + self.n_in], kernel.shape[lead + self.n_in :]
+        in_names, out_names = names[lead : lead + self.n_in], names[lead + self.n_in :]
         fan_in = 1
         for size in in_shape:
             fan_in *= size
-        a = jax.random.normal(rngs.params(), (*in_shape, rank), kernel.dtype) / jnp.sqrt(fan_in).astype(kernel.dtype)
-        self.lora_a = nnx.LoRAParam(a, out_sharding=(*in_names, None), eager_sharding=False)
-        self.lora_b = nnx.LoRAParam(jnp.zeros((rank, *out_shape), kernel.dtype), out_sharding=(None, *out_names), eager_sharding=False)
+        a = jax.random.normal(rngs.params(), (*stack_shape, *in_shape, rank), kernel.dtype) / jnp.sqrt(fan_in).astype(kernel.dtype)
+        self.lora_a = nnx.LoRAParam(a, out_sharding=(*stack_names, *in_names, None), eager_sharding=False)
+        self.lora_b = nnx.LoRAParam(
+            jnp.zeros((*stack_shape, rank, *out_shape), kernel.dtype), out_sharding=(*stack_names, None, *out_names), eager_sharding=False
+        )
 
     def __call__(self, x: jax.Array) -> jax.Array:
         y = self.base(x)
@@ -51,7 +57,11 @@ class LoraDense(nnx.Module):
     def merged_kernel(self) -> jax.Array:
         """`kernel + scale · A · B`, in the kernel's dtype."""
         kernel = self.base.kernel[...]
-        delta = jnp.tensordot(self.lora_a[...].astype(jnp.float32), self.lora_b[...].astype(jnp.float32), axes=1)
+        a, b = self.lora_a[...].astype(jnp.float32), self.lora_b[...].astype(jnp.float32)
+        if a.ndim + b.ndim - 2 > kernel.ndim:  # stacked layers: one product per layer
+            delta = jax.vmap(lambda a, b: jnp.tensordot(a, b, axes=1))(a, b)
+        else:
+            delta = jnp.tensordot(a, b, axes=1)
         return (kernel.astype(jnp.float32) + self.scale * delta).astype(kernel.dtype)
 
 

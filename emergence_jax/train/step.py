@@ -7,8 +7,9 @@ so the update happens in place on every device. Compute precision is the model's
 `compute_dtype` (bf16 matmuls on float32 weights).
 
 A batch is a dict of int32 arrays shaped [accumulation_steps, microbatch, T]: `input_ids`,
-`positions`, `attention_mask` (1 = real token) and `loss_mask` (1 = a target token whose
-prediction is scored). Gradients are summed over microbatches and divided by the number of target
+`positions`, `attention_mask` (1 = real token), `loss_mask` (1 = a target token whose
+prediction is scored) and optionally `segment_ids` (packed rows: tokens attend only within their
+segment). Gradients are summed over microbatches and divided by the number of target
 tokens in the whole batch, so accumulation gives the same update as one large batch.
 """
 
@@ -25,9 +26,11 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec
 
 from emergence_jax import sharding
+from emergence_jax.errors import UserError
+from emergence_jax.models.base import REMAT_POLICIES
 
 TrainState = dict[str, Any]
-BATCH_KEYS = ("input_ids", "positions", "attention_mask", "loss_mask")
+BATCH_KEYS = ("input_ids", "positions", "attention_mask", "loss_mask")  # required; "segment_ids" optional
 BATCH_AXES = ("data", "fsdp")  # mesh axes the example dimension is split over
 
 
@@ -54,6 +57,15 @@ def data_parallel_size(mesh: jax.sharding.Mesh) -> int:
 
 def replicated(mesh: jax.sharding.Mesh) -> NamedSharding:
     return NamedSharding(mesh, PartitionSpec())
+
+
+def remat_policy(remat: bool | str) -> str:
+    """The per-layer remat policy name for a config value: bools map to "dots" / "none"."""
+    if isinstance(remat, bool):
+        return "dots" if remat else "none"
+    if remat not in REMAT_POLICIES:
+        raise UserError(f"model.remat: unknown policy {remat!r}; use one of {', '.join(REMAT_POLICIES)} (or true/false)")
+    return remat
 
 
 def init_train_state(params: nnx.State, tx: optax.GradientTransformation, shardings: TrainState) -> TrainState:
@@ -99,21 +111,24 @@ def make_train_step(
     state_shardings: TrainState,
     frozen_shardings: nnx.State,
     learning_rate: optax.Schedule | None = None,
-    remat: bool = False,
+    remat: bool | str = False,
 ) -> TrainStep:
     """Compile-ready train step for the model `graphdef` under optimizer `tx` on `mesh`.
 
-    With `remat`, the backward pass keeps only the outputs of weight matmuls and recomputes the
-    rest of the forward pass (attention scores, activations, norms): less memory, more compute.
+    `remat` rematerialises each decoder layer in the backward pass: "dots" (or True) keeps only
+    the outputs of weight matmuls and recomputes the rest (attention scores, activations, norms),
+    "full" keeps only each layer's input, "none" (or False) keeps everything: less memory, more
+    compute. On CPU, where memory is plentiful, "none" is fastest.
     """
+    policy = remat_policy(remat)
 
     def loss_and_count(params, frozen, micro):
         model = nnx.merge(graphdef, params, frozen)
-        logits = model(micro["input_ids"], positions=micro["positions"], attention_mask=micro["attention_mask"])
+        logits = model(
+            micro["input_ids"], positions=micro["positions"], attention_mask=micro["attention_mask"],
+            segment_ids=micro.get("segment_ids"), remat=policy,
+        )
         return target_token_loss(logits, micro["input_ids"], micro["loss_mask"])
-
-    if remat:
-        loss_and_count = jax.checkpoint(loss_and_count, policy=jax.checkpoint_policies.dots_with_no_batch_dims_saveable)
 
     grad_fn = jax.value_and_grad(loss_and_count, has_aux=True)
 
@@ -136,10 +151,9 @@ def make_train_step(
             metrics["learning_rate"] = jnp.asarray(learning_rate(state["step"]), jnp.float32)
         return new_state, metrics
 
-    batch_in = {key: batch_sharding(mesh) for key in BATCH_KEYS}
     jitted = jax.jit(
         step,
-        in_shardings=(state_shardings, frozen_shardings, batch_in),
+        in_shardings=(state_shardings, frozen_shardings, batch_sharding(mesh)),  # every batch array alike
         out_shardings=(state_shardings, replicated(mesh)),
         donate_argnums=(0,),
     )
@@ -169,13 +183,16 @@ def setup_training(
     trainable: Any = nnx.Param,
     rules: sharding.Rules = sharding.DEFAULT_RULES,
     learning_rate: optax.Schedule | None = None,
-    remat: bool = False,
+    remat: bool | str = False,
+    allow_replication: bool = False,
 ) -> Training:
     """Split `model` into trainable (`trainable` filter) and frozen weights, place both on `mesh`
-    by their logical axes, create the optimizer state and compile-ready step."""
+    by their logical axes, create the optimizer state and compile-ready step.
+
+    `remat` is `make_train_step`'s; `allow_replication` is `sharding.param_shardings`'."""
     graphdef, params, frozen = nnx.split(model, trainable, ...)
-    params_sharding = sharding.param_shardings(params, mesh, rules)
-    frozen_sharding = sharding.param_shardings(frozen, mesh, rules)
+    params_sharding = sharding.param_shardings(params, mesh, rules, allow_replication=allow_replication)
+    frozen_sharding = sharding.param_shardings(frozen, mesh, rules, allow_replication=allow_replication)
     frozen = jax.device_put(frozen, frozen_sharding)
     shardings = train_state_shardings(params_sharding, params, tx, mesh)
     state = init_train_state(jax.device_put(params, params_sharding), tx, shardings)
