@@ -87,3 +87,15 @@ def test_compute_dtype_is_separate_from_param_dtype(tmp_path):
     # bf16 compute is close to, but not the same as, float32.
     diff = _max_diff(logits, _reference_logits(hf_model, ids, mask), mask)
     assert 0 < diff < 0.1
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
+def test_scanned_layers_match_transformers(tmp_path, arch):
+    from emergence_jax.models.stacking import stack_layers
+
+    hf_model = tiny_hf_checkpoint(tmp_path, arch, seed=7, **({"num_key_value_heads": 2} if arch == "llama" else {}))
+    ids, mask = _inputs(seed=4)
+    model = stack_layers(load_hf_model(tmp_path, progress=False))
+    assert model.scan_layers
+    logits = model(jnp.asarray(ids), attention_mask=jnp.asarray(mask))
+    assert _max_diff(logits, _reference_logits(hf_model, ids, mask), mask) <= TOL

@@ -96,3 +96,17 @@ def test_build_model_creates_params_in_their_shardings(mesh):
     np.testing.assert_allclose(  # same draws; jit and eager differ in the last bit
         np.asarray(model.layers[0].mlp.up_proj.kernel[...]), np.asarray(plain.layers[0].mlp.up_proj.kernel[...]), rtol=1e-5
     )
+
+
+def test_a_parameter_rule_that_cannot_apply_is_an_error(mesh):
+    from emergence_jax.models import abstract_model
+    from emergence_jax.sharding import param_shardings
+
+    config = LlamaConfig(vocab_size=128, hidden_size=64, intermediate_size=96, num_layers=1, num_heads=4, num_key_value_heads=1)
+    state = nnx.state(abstract_model(config))
+    with pytest.raises(UserError, match=r"layers\.0\.self_attn\.k_proj\.kernel: .*'kv_heads', size 1.*'tensor'.*kv_heads: null"):
+        param_shardings(state, mesh)
+    relaxed = param_shardings(state, mesh, allow_replication=True)
+    assert relaxed["layers"][0]["self_attn"]["k_proj"]["kernel"].get_value().spec == P("fsdp", None, None)
+    explicit = param_shardings(state, mesh, rules_from_config({"kv_heads": None}))
+    assert explicit["layers"][0]["self_attn"]["k_proj"]["kernel"].get_value().spec == P("fsdp", None, None)
