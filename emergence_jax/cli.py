@@ -29,6 +29,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("emergence_jax.demo.command", "the whole method on one CPU: pretrain a tiny ladder, few-shot, finetune sweep, fit, check against held-out models; HTML report"),
     "bench": ("emergence_jax.bench", "throughput benchmarks, each beside a reference in the same run"),
     "import": ("emergence_jax.imports.command", "turn results people already hold (lm-eval: lm-evaluation-harness output) into results records"),
+    "compare": ("emergence_jax.laws.compare_command", "P(family A emerges before family B) and the emergence-loss difference, from two fits"),
+    "plan": ("emergence_jax.laws.plan_command", "choose the next finetuning runs by expected reduction of the emergence-loss interval per cost"),
+    "study": ("emergence_jax.laws.study_command", "simulation studies with known truth (plan vs full grid vs random; compare calibration)"),
+    "obsscale": ("emergence_jax.obsscale_command", "observational scaling baseline: sigmoid of benchmark PCs or log-FLOPs across families, backtested with a FLOPs cutoff"),
 }
 
 

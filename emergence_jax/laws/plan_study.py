@@ -1,0 +1,125 @@
+"""Simulation study of `plan`: on problems with a known law, do plan-chosen finetuning runs reach
+the full grid's posterior width for at most half its cost, and beat random runs of the same cost?
+
+Each problem draws a true law (ReLU form, log-power E(D): E0 ~ U(2.25, 2.55) nats, shift
+E(8000) − E(5) ~ U(0.25, 0.5), α ~ U(1.2, 2), amplitude ~ U(1.5, 3.5) accuracy/nat, chance 0.25),
+8 pre-emergence checkpoints from E0 + 0.03 to E0 + 0.6 nats, and one simulated outcome (binomial,
+`laws.simulate`) for every cell of the full grid: D ∈ {250, 500, …, 8000} × 8 checkpoints, 1,000
+evaluation questions, cost = D. The start is the few-shot rows plus one small finetuning round
+(D = 250 on every checkpoint). From there:
+
+- full: fit the start plus every grid run;
+- plan: `plan_runs` chooses runs within a cost budget = half the full grid's cost minus the
+  start's; their (pre-drawn) outcomes are added and the law refitted;
+- random: runs in a random order, taken while they fit in the same budget, refitted.
+
+Reported per problem: the three 90% widths of E0, the costs, and whether each interval covers the
+true E0. Criteria (issue 16): plan width ≤ full width in ≥ the stated share of problems... the
+table states what was measured; `reached` is plan width ≤ full width, `beats_random` plan width <
+random width.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+GRID_D = (250, 500, 1000, 2000, 4000, 8000)
+START_D = 250
+N_CHECKPOINTS = 8
+N_EVAL = 1000
+
+
+@dataclasses.dataclass(frozen=True)
+class StudySettings:
+    problems: int = 20
+    chains: int = 2
+    warmup: int = 300
+    samples: int = 300
+    scenarios: int = 64
+    budget_fraction: float = 0.5
+    seed: int = 0
+    form: str = "relu"
+    likelihood: str = "binomial"
+
+
+def make_problem(seed: int) -> dict:
+    """A true law, its grid of simulated rows and the start rows (see the module docstring)."""
+    from emergence_jax.laws.functions import LawSpec
+    from emergence_jax.laws.simulate import simulate_sweep_rows
+
+    rng = np.random.default_rng(seed)
+    truth = {"E0": rng.uniform(2.25, 2.55), "shift": rng.uniform(0.25, 0.5), "alpha": rng.uniform(1.2, 2.0), "amplitude": rng.uniform(1.5, 3.5)}
+    spec = LawSpec(form="relu", law="log_power", D0=5.0, D_ref=8000.0)
+    losses = np.round(truth["E0"] + np.linspace(0.03, 0.6, N_CHECKPOINTS), 4)
+    rows = simulate_sweep_rows(truth, spec, losses=losses, train_examples=GRID_D, subsets=1, n_eval=N_EVAL, seed=seed)
+    for row in rows:
+        row["model"] = f"ckpt@{row['pretrain_loss']:.4f}"
+        row["loss_corpus"] = "simulated"
+    fewshot = [r for r in rows if r["train_examples"] == 0]
+    start = fewshot + [r for r in rows if r["train_examples"] == START_D]
+    grid = [r for r in rows if r["train_examples"] > START_D]
+    return {"truth": truth, "start": start, "grid": grid, "full_cost": float(sum(r["train_examples"] for r in rows if r["train_examples"] > 0))}
+
+
+def _fit(rows, settings: StudySettings, seed: int):
+    from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
+    from emergence_jax.laws.sweep import sweep_from_records
+
+    sampler = SamplerSettings(chains=settings.chains, warmup=settings.warmup, samples=settings.samples, seed=seed, progress=False)
+    return fit_emergence_law(sweep_from_records(rows), form=settings.form, likelihood=settings.likelihood, sampler=sampler, checks=False)
+
+
+def _summary(fit, truth_E0: float) -> dict:
+    E0 = np.asarray(fit.E0_draws(), float)
+    q05, q95 = np.percentile(E0, [5, 95])
+    return {"width": float(q95 - q05), "q05": float(q05), "q95": float(q95), "covers": bool(q05 <= truth_E0 <= q95)}
+
+
+def run_problem(index: int, settings: StudySettings) -> dict:
+    """One problem of the study (three or four NUTS fits)."""
+    from emergence_jax.laws.plan import Candidate, plan_runs
+
+    seed = settings.seed * 1000 + index
+    problem = make_problem(seed)
+    truth_E0 = problem["truth"]["E0"]
+    start_cost = float(sum(r["train_examples"] for r in problem["start"]))
+    budget = settings.budget_fraction * problem["full_cost"] - start_cost
+    by_key = {(r["model"], r["train_examples"]): r for r in problem["grid"]}
+    candidates = [Candidate(model=r["model"], pretrain_loss=r["pretrain_loss"], train_examples=r["train_examples"], cost=float(r["train_examples"]), n_eval=N_EVAL, chance=r["chance"], shots=r["shots"]) for r in problem["grid"]]
+
+    start_fit = _fit(problem["start"], settings, seed)
+    refit = lambda extra: _fit(problem["start"] + extra, settings, seed)
+    plan = plan_runs(start_fit, candidates, cost_budget=budget, scenarios=settings.scenarios, max_draws=settings.chains * settings.samples, refit=refit, seed=seed)
+    plan_rows = [by_key[(run["model"], run["train_examples"])] for run in plan["runs"]]
+
+    rng = np.random.default_rng(seed + 1)
+    random_rows, spent = [], 0.0
+    for i in rng.permutation(len(problem["grid"])):
+        row = problem["grid"][i]
+        if spent + row["train_examples"] <= budget:
+            random_rows.append(row)
+            spent += row["train_examples"]
+
+    result = {"problem": index, "truth_E0": truth_E0, "start": _summary(start_fit, truth_E0)}
+    result["full"] = {**_summary(_fit(problem["start"] + problem["grid"], settings, seed), truth_E0), "cost": problem["full_cost"]}
+    result["plan"] = {**_summary(_fit(problem["start"] + plan_rows, settings, seed), truth_E0), "cost": start_cost + plan["total_cost"], "expected_width": plan["expected_width_after"], "runs": [(r["model"], r["train_examples"]) for r in plan["runs"]], "refits": plan["refits"]}
+    result["random"] = {**_summary(_fit(problem["start"] + random_rows, settings, seed), truth_E0), "cost": start_cost + spent}
+    result["reached"] = result["plan"]["width"] <= result["full"]["width"]
+    result["beats_random"] = result["plan"]["width"] < result["random"]["width"]
+    return result
+
+
+def summarise_study(results: list[dict]) -> dict:
+    n = len(results)
+    ratio = [r["plan"]["width"] / r["full"]["width"] for r in results]
+    return {
+        "problems": n,
+        "plan_reaches_full_width": sum(r["reached"] for r in results) / n,
+        "plan_beats_random": sum(r["beats_random"] for r in results) / n,
+        "plan_cost_fraction": float(np.median([r["plan"]["cost"] / r["full"]["cost"] for r in results])),
+        "plan_over_full_width_median": float(np.median(ratio)),
+        "plan_over_random_width_median": float(np.median([r["plan"]["width"] / r["random"]["width"] for r in results])),
+        "coverage_90": {arm: sum(r[arm]["covers"] for r in results) / n for arm in ("start", "full", "plan", "random")},
+    }
