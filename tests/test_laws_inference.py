@@ -7,6 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
+from emergence_jax.laws import pointwise_log_likelihood
 from emergence_jax.laws.calibration import Cell, simulate
 from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
 from emergence_jax.laws.functions import LawSpec
@@ -47,6 +48,9 @@ def test_mle_log_likelihood_is_at_least_every_posterior_draws(small_sweep):
     fit = _fit(rows, "nats")
     draws_log_lik = fit.posterior.pointwise_log_likelihood(sweep).sum(axis=1)
     assert fit.posterior.mle.log_likelihood >= draws_log_lik.max() - 1e-3
+    # the public per-row API: [draws, rows], the combined draws' order (one form here)
+    combined = pointwise_log_likelihood(fit, rows)
+    assert combined.shape == (4 * 300, sweep.n_rows) and np.allclose(combined, fit.posterior.pointwise_log_likelihood(sweep))
     # chains started in different gaps when several were plausible, and the profile covers every gap
     assert len(fit.posterior.mle.profile["E0"]) >= len(np.unique(sweep.loss)) + 1
 
@@ -86,3 +90,22 @@ def test_chance_level_fit_says_not_emerged(capsys, tmp_path):
     assert main(["fit", "--results", str(path), "--out", str(tmp_path / "fit"), "--form", "relu", "--loss-unit", "bits", "--chains", "2", "--warmup", "150", "--samples", "150", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "not emerged in the data; emergence needs loss below 2.2000 bits" in out
+
+
+def test_nan_elpd_is_an_error_naming_the_form():
+    import arviz as az
+
+    from emergence_jax.errors import UserError
+    from emergence_jax.laws.bayes import PosteriorFit
+    from emergence_jax.laws.fit import stacking_weights
+
+    def fake(value):
+        rng = np.random.default_rng(0)
+        log_lik = rng.normal(-3.0, 0.1, size=(2, 50, 5)) + value
+        idata = az.from_dict(posterior={"E0": rng.normal(size=(2, 50))}, log_likelihood={"obs": log_lik})
+        return PosteriorFit(spec=LawSpec(), samples={}, mle=None, diagnostics={}, idata=idata)
+
+    with pytest.raises(UserError, match="softplus"):
+        stacking_weights({"relu": fake(0.0), "softplus": fake(np.nan)})
+    weights, _ = stacking_weights({"relu": fake(0.0), "jump": fake(-5.0)})
+    assert weights["relu"] > 0.9 and sum(weights.values()) == pytest.approx(1.0)

@@ -165,7 +165,7 @@ def fit_mle(sweep: Sweep, spec: LawSpec, *, n_starts: int = RANDOM_STARTS, seed:
     ll_profile = np.asarray(ll_profile, float)
     z_joint, ll_joint = z_profile, ll_profile  # L-BFGS-B frees E0 from the best profile points
 
-    flat0, unravel = ravel_pytree(jax.tree.map(lambda a: a[0], z_joint))
+    _, unravel = ravel_pytree(jax.tree.map(lambda a: a[0], z_joint))
 
     def objective(vector):
         value, grad = value_and_grad(unravel(jnp.asarray(vector, jnp.float32)), args)

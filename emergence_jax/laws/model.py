@@ -133,11 +133,25 @@ def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e
             numpyro.sample("obs", dist.BetaBinomial(p * phi, (1 - p) * phi, total_count=n_eval), obs=correct)
 
 
+def padded_rows(n_rows: int) -> int:
+    """The row count a sweep is padded to (32, 48, 64, 96, 128, ...), so sweeps of nearby sizes
+    (backtest variants, ablations, bootstrap) share one compilation."""
+    size = 32
+    while size < n_rows:
+        size = size * 3 // 2 if (size & (size - 1)) == 0 else size * 4 // 3
+    return size
+
+
 def model_args(sweep: Sweep, frame: Frame) -> tuple:
-    """The model's positional arguments for `sweep` (float32 JAX arrays and scalars)."""
+    """The model's positional arguments for `sweep` (float32 JAX arrays and scalars). Rows are
+    padded to `padded_rows` with zero-question rows (n_eval = correct = 0), whose log-likelihood
+    is exactly 0 under both likelihoods."""
     import jax.numpy as jnp
 
-    arrays = (frame.to_std(sweep.loss), sweep.train_examples, sweep.chance, sweep.n_eval, sweep.correct)
+    pad = padded_rows(sweep.n_rows) - sweep.n_rows
+    columns = (frame.to_std(sweep.loss), sweep.train_examples, sweep.chance, sweep.n_eval, sweep.correct)
+    fill = (0.0, 0.0, 0.25, 0.0, 0.0)
+    arrays = tuple(np.concatenate([np.asarray(c, float), np.full(pad, f)]) for c, f in zip(columns, fill))
     scalars = (frame.origin, frame.scale, frame.e0_low, frame.e0_high, float(np.log(frame.gap)))
     return tuple(jnp.asarray(a, dtype=jnp.float32) for a in arrays) + tuple(jnp.float32(v) for v in scalars)
 
@@ -171,5 +185,5 @@ def pointwise_log_likelihood_latent(spec: LawSpec, finetuned: bool, latent: dict
     out = []
     for start in range(0, n, batch):
         chunk = {name: np.asarray(value[start : start + batch], np.float32) for name, value in latent.items()}
-        out.append(np.asarray(fn(chunk, args), dtype=float))
+        out.append(np.asarray(fn(chunk, args), dtype=float)[:, : sweep.n_rows])
     return np.concatenate(out, axis=0)
