@@ -24,8 +24,8 @@ def test_appends_are_idempotent_and_conflicts_leave_the_file_alone(tmp_path, mon
     output.append_rows(_rows())  # a job redone after a kill between appending and its done marker
     text = (tmp_path / "out" / "results.csv").read_text()
     assert text.splitlines()[1:] == [
-        "m@1,2.5,0,5,0.3,10,0.25,mmlu,0,accuracy",
-        "m@1,2.5,100,5,0.6,10,0.25,mmlu,0,accuracy",
+        'm@1,2.5,0,5,0.3,10,0.25,mmlu,0,"accuracy"',  # records quote the last field (a cut row is then detectable)
+        'm@1,2.5,100,5,0.6,10,0.25,mmlu,0,"accuracy"',
     ]
     with pytest.raises(UserError, match="duplicate of the row"):
         output.append_rows(_rows(accuracy=0.4))

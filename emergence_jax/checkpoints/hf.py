@@ -49,6 +49,7 @@ from emergence_jax.models.base import CausalLM
 from emergence_jax.models.build import abstract_model
 from emergence_jax.models.config import GPTNeoXConfig, LlamaConfig, ModelConfig, config_from_hf
 from emergence_jax.models.layers import Dense
+from emergence_jax.models.stacking import unstack_layers
 from emergence_jax.sharding import DEFAULT_RULES, Rules, param_shardings
 
 CONFIG_FILE = "config.json"
@@ -132,11 +133,9 @@ def read_hf_config(folder: str | os.PathLike) -> ModelConfig:
     path = root / CONFIG_FILE
     if not path.exists():
         raise UserError(f"{root}: no {CONFIG_FILE}; a Hugging Face checkpoint folder needs one (save_pretrained writes it)")
-    try:
-        hf = json.loads(path.read_text())
-    except json.JSONDecodeError as err:
-        raise UserError(f"{path}: not valid JSON ({err})") from None
-    return config_from_hf(hf, str(path))
+    from emergence_jax.io import loads_json
+
+    return config_from_hf(loads_json(path.read_text(), source=str(path)), str(path))
 
 
 def _weight_files(root: epath.Path) -> tuple[dict[str, str], str]:
@@ -360,6 +359,7 @@ def save_hf_model(
     it, renamed into place at the end, so a crash leaves no half-written checkpoint) or a
     `gs://` path (each file uploaded as it is finished, `config.json` last).
     """
+    model = unstack_layers(model)  # checkpoints hold per-layer tensors
     config = model.config
     root = epath.Path(folder)
     flat = list(nnx.to_flat_state(nnx.state(model, nnx.Param)))

@@ -19,9 +19,11 @@ from etils import epath
 from flax import nnx
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import write_json
 from emergence_jax.models.base import CausalLM
 from emergence_jax.models.build import abstract_model
 from emergence_jax.models.config import config_from_hf
+from emergence_jax.models.stacking import unstack_layers
 from emergence_jax.sharding import DEFAULT_RULES, Rules, param_shardings
 
 PARAMS_DIR = "params"
@@ -40,12 +42,10 @@ def save_params(model: CausalLM, directory: str | os.PathLike) -> None:
         raise UserError(f"{root / PARAMS_DIR}: already exists; choose a new directory")
     root.mkdir(parents=True, exist_ok=True)
     checkpointer = ocp.StandardCheckpointer()
-    checkpointer.save(root / PARAMS_DIR, nnx.to_pure_dict(nnx.state(model, nnx.Param)))
+    checkpointer.save(root / PARAMS_DIR, nnx.to_pure_dict(nnx.state(unstack_layers(model), nnx.Param)))
     checkpointer.wait_until_finished()
     if jax.process_index() == 0:
-        tmp = root / (CONFIG_FILE + ".tmp")
-        tmp.write_text(json.dumps(model.config.to_hf(), indent=2, sort_keys=True))
-        tmp.rename(root / CONFIG_FILE)
+        write_json(root / CONFIG_FILE, model.config.to_hf(), sort_keys=True)
 
 
 def restore_params(

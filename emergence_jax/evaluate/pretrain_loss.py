@@ -60,6 +60,11 @@ def pretrain_loss(
         logprobs, _ = scorer(batch[:, :-1], positions, batch[:, 1:])
         scored = np.arange(length - 1)[None, :] < (lengths[start : start + batch_size, None] - 1)
         total_nats -= float(np.sum(logprobs[: len(rows)], where=scored, dtype=np.float64))
+    if not math.isfinite(total_nats):
+        raise UserError(
+            f"pretraining loss is {total_nats / total_tokens} nats/token, not a finite number: the checkpoint's weights "
+            "most likely hold NaN/inf values (or the compute dtype overflowed); check the weights, or retry with --compute-dtype float32"
+        )
     bits_per_byte = None
     if text_bytes is not None:
         if text_bytes <= 0:

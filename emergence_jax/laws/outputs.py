@@ -4,7 +4,6 @@ the destination and is moved into place only once every file is complete."""
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import tempfile
@@ -26,32 +25,3 @@ def staged_output_dir(out_dir: str | os.PathLike):
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def write_json(path: Path, payload: dict) -> None:
-    """Strict JSON (readable by any parser): NaN and ±inf, e.g. an infinite Pareto k, become null."""
-    path.write_text(json.dumps(_finite(payload), indent=2, default=_json_default, allow_nan=False) + "\n")
-
-
-def _finite(value):
-    import math
-
-    import numpy as np
-
-    if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_finite(item) for item in value]
-    if isinstance(value, np.ndarray):
-        return _finite(value.tolist())
-    if isinstance(value, (float, np.floating)) and not math.isfinite(value):
-        return None
-    return value
-
-
-def _json_default(value):
-    import numpy as np
-
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    raise TypeError(f"not JSON serialisable: {type(value).__name__}")

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -41,6 +40,7 @@ import numpy as np
 from scipy import optimize, stats
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import atomic_path, write_json
 
 PRIOR_SD = 10.0
 _ETA_CLIP = 30.0
@@ -397,7 +397,8 @@ def plot_pass_until_law(fit: LawFit, path: str | os.PathLike, *, predict_at: Seq
     right.set_title(title)
     right.legend(fontsize=8)
     fig.tight_layout()
-    _save_atomic(path, lambda tmp: fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120))
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=120)
     plt.close(fig)
 
 
@@ -424,19 +425,6 @@ def fit_summary(fit: LawFit, curvature: CurvatureTest | None, predict_at: Sequen
     }
 
 
-def _save_atomic(path, write) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--results", nargs="+", required=True, metavar="FILE", help="PassUntil result files (one per model; written by `emergence-jax pass-until`)")
     parser.add_argument("--out", required=True, metavar="DIR", help="folder for pass_until_fit.json and one plot per task")
@@ -446,8 +434,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from emergence_jax.evaluate.pass_until import write_json_atomic
-
     if not 0 < args.confidence < 1:
         raise UserError(f"--confidence must lie in (0, 1), got {args.confidence}")
     out = Path(args.out)
@@ -470,7 +456,7 @@ def run(args: argparse.Namespace) -> int:
         for pred in summary["predictions"]:
             line += f"; pass rate at {pred['x']:.3g}: {pred['pass_rate']:.3g} [{pred['lower']:.3g}, {pred['upper']:.3g}]"
         print(line)
-    write_json_atomic(out / "pass_until_fit.json", {"tasks": summaries})
+    write_json(out / "pass_until_fit.json", {"tasks": summaries}, indent=1)
     print(f"wrote {out / 'pass_until_fit.json'}")
     return 0
 

@@ -7,6 +7,7 @@ import dataclasses
 import numpy as np
 
 from emergence_jax.errors import UserError
+from emergence_jax.records import correct_counts
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,7 +69,7 @@ def sweep_from_records(rows: list[dict], *, task: str | None = None, metric: str
     return Sweep(
         loss=column("pretrain_loss"),
         train_examples=column("train_examples"),
-        correct=np.round(column("accuracy") * n_eval),
+        correct=correct_counts(rows, source=source),
         n_eval=n_eval,
         chance=column("chance"),
         shots=column("shots"),

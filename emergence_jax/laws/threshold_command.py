@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import to_json_text
 from emergence_jax.laws.options import example_path, filter_models
 
 
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
     if not results:
         raise UserError(f"none of the columns {', '.join(args.column)} has values in the selected rows")
     if args.json:
-        print(json.dumps(results, indent=2))
+        print(to_json_text(results, indent=2))
         return 0
     print(f"{'task':<20} {'column':<14} {'threshold':>9} {'base':>7} {'slope':>8} {'R2':>6} {'dAIC vs line':>12}")
     for r in results:

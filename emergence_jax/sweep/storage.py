@@ -19,7 +19,7 @@ from pathlib import Path
 
 from etils import epath
 
-from emergence_jax.evaluate.pretrain_loss_command import write_json_atomically
+from emergence_jax.io import atomic_write_text, to_json_text
 from emergence_jax.records import append_records
 
 REMOTE_PREFIXES = ("gs://", "s3://")
@@ -57,9 +57,9 @@ class SweepOutput:
     def write_json(self, path, payload: dict) -> None:
         if self.remote:
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(json.dumps(payload, indent=2) + "\n")
+            path.write_text(to_json_text(payload) + "\n")
         else:
-            write_json_atomically(Path(path), payload)
+            atomic_write_text(Path(path), to_json_text(payload) + "\n")
 
     def write_text(self, name: str, text: str) -> None:
         path = self.root / name
@@ -67,9 +67,7 @@ class SweepOutput:
         if self.remote:
             path.write_text(text)
             return
-        staging = path.with_name(f".{path.name}.tmp")
-        staging.write_text(text)
-        staging.replace(path)
+        atomic_write_text(path, text)
 
     def append_rows(self, rows: list[dict]) -> None:
         """Append validated rows to the records file. Rows already there (a job redone after a kill

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+
+from emergence_jax.io import to_json_text
 
 
 class MetricsLog:
@@ -23,7 +24,7 @@ class MetricsLog:
     def write(self, step: int, metrics: dict[str, float]) -> None:
         if not self.enabled:
             return
-        self._jsonl.write(json.dumps({"step": step, **metrics}) + "\n")
+        self._jsonl.write(to_json_text({"step": step, **metrics}, indent=None) + "\n")  # NaN -> null (io's rule)
         self._jsonl.flush()
         for name, value in metrics.items():
             self._writer.add_scalar(f"train/{name}", value, step)
