@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test test-min install install-test clean
+.PHONY: demo test test-slow test-min install install-test clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,7 +24,11 @@ demo: install
 	$(BIN)/emergence-jax demo --out runs/demo
 
 test: install-test
-	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 tests
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 -m "not slow" tests
+
+# The tests marked slow (long NUTS fits, the whole quick demo): run before a release, not in CI.
+test-slow: install-test
+	XLA_FLAGS=--xla_force_host_platform_device_count=8 $(BIN)/python -m pytest -q -n 2 -m slow tests
 
 # The lowest versions pyproject.toml allows (ci/min-versions.txt), in their own venv: the bounds are tested.
 .venv-min/.installed: pyproject.toml ci/min-versions.txt

@@ -20,6 +20,8 @@ from emergence_jax.laws.sweep import sweep_from_records
 from emergence_jax.laws.threshold import fewshot_emergence_point
 from emergence_jax.records import read_records
 
+pytestmark = pytest.mark.slow  # the whole quick demo; `make test-slow`
+
 
 def test_quick_demo_end_to_end(tmp_path, capsys):
     """One test function, so that under pytest-xdist the demo runs once, on one worker."""

@@ -15,6 +15,8 @@ from emergence_jax.laws.simulate import simulate_sweep_rows
 from emergence_jax.laws.sweep import sweep_from_records
 from emergence_jax.records import read_records
 
+pytestmark = pytest.mark.slow  # 30 NUTS fits; `make test-slow`
+
 SPEC = LawSpec(form="relu", law="log_power", D0=5, D_ref=4000)
 
 

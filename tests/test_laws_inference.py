@@ -34,6 +34,7 @@ def _fit(rows, unit, factor=1.0):
         return fit_emergence_law(sweep_from_records(rows), form="relu", sampler=FAST, loss_unit=unit, checks=False)
 
 
+@pytest.mark.slow  # three NUTS fits; `make test-slow`
 def test_nats_bits_and_times_ten_give_the_same_E0(small_sweep):
     rows, _ = small_sweep
     nats = np.median(_fit(rows, "nats").E0_draws())
