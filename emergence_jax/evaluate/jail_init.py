@@ -219,6 +219,13 @@ def _make_dirs(path):
 
 def _build_root(config, binds, root):
     _mount("tmpfs", root, "tmpfs", MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
+    # The one writable place: a size- and inode-capped tmpfs owned by the program's user. Mounted
+    # before the binds, so an interpreter or site-packages that lives under /tmp (a checkout or
+    # virtual environment there) is bound on top of it, read-only, instead of being hidden by it.
+    limits = config["scratch"]
+    _make_dirs(root + "/tmp")
+    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
+           f"size={limits['tmp_bytes']},nr_inodes={limits['tmp_inodes']},mode=700,uid={JAIL_UID},gid={JAIL_GID}")
     for fd, path in binds:
         target = root + path
         if os.path.isdir(f"/proc/self/fd/{fd}"):
@@ -250,7 +257,6 @@ def _build_root(config, binds, root):
     for name, target in (("fd", "/proc/self/fd"), ("stdin", "/proc/self/fd/0"), ("stdout", "/proc/self/fd/1"), ("stderr", "/proc/self/fd/2")):
         os.symlink(target, f"{dev}/{name}")
     os.mkdir(f"{dev}/shm")
-    limits = config["scratch"]
     _mount("tmpfs", f"{dev}/shm", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
            f"size={limits['shm_bytes']},nr_inodes=256,mode=1777,uid={JAIL_UID},gid={JAIL_GID}")
     _mount(None, dev, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=755")
@@ -260,10 +266,6 @@ def _build_root(config, binds, root):
     _mount("proc", root + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
     _write_file(root + "/proc/sys/user/max_user_namespaces", "0")
     _mount(None, root + "/proc", None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    # The one writable place: a size- and inode-capped tmpfs owned by the program's user.
-    _make_dirs(root + "/tmp")
-    _mount("tmpfs", root + "/tmp", "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC,
-           f"size={limits['tmp_bytes']},nr_inodes={limits['tmp_inodes']},mode=700,uid={JAIL_UID},gid={JAIL_GID}")
     _mount(None, root, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV, "size=1m,nr_inodes=4096,mode=755")
     os.chdir(root)
     pivot = SYS_PIVOT_ROOT.get(os.uname().machine)
