@@ -534,6 +534,15 @@ print(json.dumps({
 '''
 
 
+def _bound_tops() -> set[str]:
+    """The top-level folders the jail shows because the interpreter and its packages live there
+    (e.g. `work` for /work/main/.venv, `check` for a clone under /check)."""
+    from emergence_jax.evaluate.sandbox import jail_view
+
+    binds, links, _ = jail_view()
+    return {path.split("/")[1] for path in [*binds, *(link for link, _ in links)]}
+
+
 def _check_identity(report: dict, *, root: bool = True) -> None:
     """Without root the evaluator's supplementary groups cannot be dropped (the kernel forbids
     setgroups in a user namespace an unprivileged user makes); they show as unmapped (65534)."""
@@ -543,7 +552,7 @@ def _check_identity(report: dict, *, root: bool = True) -> None:
     assert report["no_new_privs"] == 1
     assert report["seccomp"] == (2 if os.uname().machine == "x86_64" else 0)
     assert report["shown"] == []
-    assert set(report["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr", "root", "work", "opt", "home"}
+    assert set(report["root"]) <= {"bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "sbin", "tmp", "usr"} | _bound_tops()
     assert report["environ"] == ["HOME", "LANG", "MKL_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "PATH", "TMPDIR"]
     assert report["fds"] == ["0", "1", "2", "3"]  # 3: the listing itself
     assert report["max_user_namespaces"] == "0"
