@@ -66,3 +66,20 @@ def test_with_seed_changes_world_and_initialisation_only():
     assert other.world.seed == 2 and {r.seed for r in other.rungs} == {2}
     assert dataclasses.replace(other, world=QUICK.world, rungs=QUICK.rungs) == QUICK
     assert other.fingerprint() != QUICK.fingerprint()
+
+
+def test_stage_clock_adds_the_time_of_a_resumed_run_to_the_killed_one(tmp_path):
+    import time
+
+    from emergence_jax.demo.command import StageClock
+
+    clock = StageClock(tmp_path)
+    with clock.stage("pretrain"):
+        time.sleep(0.05)
+    resumed = StageClock(tmp_path)  # a new process after a kill reads what the first one spent
+    with resumed.stage("pretrain"):
+        time.sleep(0.05)
+    with resumed.stage("fit"):
+        pass
+    assert resumed.wall["pretrain"] >= 0.1 and set(resumed.wall) == set(resumed.cpu) == {"pretrain", "fit"}
+    assert StageClock(tmp_path).wall == resumed.wall

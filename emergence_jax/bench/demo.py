@@ -4,7 +4,9 @@ Each round runs `emergence-jax demo --quick --out TMP` in a fresh temporary fold
 (a new process: imports and compilation included), and times it. Stage times come from the demo's
 own records: `summary.json`'s `stage_seconds` when the demo writes it, else its `[demo] ... in N s`
 log lines (pretraining per rung, finetuning per checkpoint, the fit); what no stage accounts for
-(start-up, few-shot scoring, the report) is `other`. There is no reference implementation: with
+(start-up, imports, compilation outside the stages) is `other`. The child's CPU seconds (user + system) are
+reported too: on a loaded machine they are a steadier figure than wall time (2 idle cores give wall
+≈ CPU / 2 at best). There is no reference implementation: with
 `--baseline FILE` (an earlier `bench demo` or `bench all` JSON) the earlier figures are the
 reference, so `ratio` < 1 shows a slowdown.
 """
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import resource
 import subprocess
 import sys
 import tempfile
@@ -65,15 +68,19 @@ def measure(args: argparse.Namespace, bench) -> None:
 
     baseline = _baseline(args.baseline)
     runs: list[tuple[float, dict[str, float]]] = []
+    cpu_seconds: list[float] = []
     bench.say(f"emergence-jax demo --quick in a fresh folder, {bench.rounds} round(s); {bench.threads} CPUs")
     for _ in range(bench.rounds):
         with tempfile.TemporaryDirectory(prefix="bench_demo_") as folder:
             out = Path(folder) / "demo"
             started = time.perf_counter()
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
             done = subprocess.run(
                 [sys.executable, "-m", "emergence_jax.cli", "demo", "--quick", "--out", str(out)], capture_output=True, text=True,
             )
             wall = time.perf_counter() - started
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            cpu_seconds.append((after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime))
             if done.returncode != 0:
                 tail = [line for line in done.stderr.strip().splitlines() if line.strip() and "JAX_TRACEBACK_FILTERING" not in line][-3:]
                 raise UserError(f"bench demo: `emergence-jax demo --quick` failed (exit {done.returncode}): {' | '.join(tail)}")
@@ -90,3 +97,5 @@ def measure(args: argparse.Namespace, bench) -> None:
         seconds = [wall if name == names[0] else stages.get(key, 0.0) for wall, stages in runs]
         reference = [baseline[name]] if name in baseline else None
         bench.add(name, "s", 1.0, seconds, reference)
+    name = "demo --quick CPU time (user + system)"
+    bench.add(name, "s", 1.0, cpu_seconds, [baseline[name]] if name in baseline else None)

@@ -85,7 +85,7 @@ def analyse(sweep: Sweep, fit_models: list[str], finetuned_models: list[str], sa
     above chance; its midpoint is the truth point). The model-based truth (E0 of the chosen form
     fitted to the few-shot rows of every checkpoint) is reported beside it."""
     fit_rows = sweep.subset(np.isin(sweep.models, fit_models))
-    fit = fit_emergence_law(fit_rows, form=form, likelihood=likelihood, sampler=sampler)
+    fit = fit_emergence_law(fit_rows, form=form, likelihood=likelihood, sampler=sampler, checks=False)
     summary = fit.summary()
     predicted = summary["fewshot_emergence_loss"]
     truth = model_free_truth(sweep)

@@ -18,6 +18,7 @@ DIR/seed-K, and DIR/replication.json tabulates error, coverage and FLOPs ahead p
 from __future__ import annotations
 
 import argparse
+import contextlib
 import hashlib
 import json
 import time
@@ -107,11 +108,32 @@ def _check_settings(out: Path, fingerprint: dict) -> None:
     write_json(path, fingerprint, indent=1)
 
 
-def _fewshot_stage(settings, out: Path) -> list[dict]:
-    from emergence_jax.checkpoints.orbax import restore_params
+class StageClock:
+    """Wall and CPU seconds per stage (pretrain, score, finetune, fit, report), summed over every
+    invocation of one run directory (a resumed run adds to what the killed one spent), kept in
+    DIR/stage_seconds.json. CPU seconds (every thread of this process) are the steadier figure on
+    a loaded machine."""
+
+    def __init__(self, out: Path):
+        from emergence_jax.io import read_json
+
+        self.path = out / "stage_seconds.json"
+        saved = read_json(self.path, what="demo stage times") if self.path.exists() else {}
+        self.wall: dict[str, float] = dict(saved.get("wall", {}))
+        self.cpu: dict[str, float] = dict(saved.get("cpu", {}))
+
+    @contextlib.contextmanager
+    def stage(self, name: str):
+        wall, cpu = time.perf_counter(), time.process_time()
+        yield
+        self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
+        self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
+        write_json(self.path, {"wall": self.wall, "cpu": self.cpu}, indent=1)
+
+
+def _fewshot_stage(settings, out: Path, clock: StageClock) -> list[dict]:
     from emergence_jax.demo.corpus import corpus_sequences, episodes, heldout_stream
-    from emergence_jax.demo.pretrain import checkpoint_name, pretrain_rung, training_flops
-    from emergence_jax.demo.scoring import fewshot_accuracy, heldout_loss
+    from emergence_jax.demo.pretrain import checkpoint_name, pretrain_rung
     from emergence_jax.records import read_records, write_records
 
     path = out / "fewshot.jsonl"
@@ -123,28 +145,42 @@ def _fewshot_stage(settings, out: Path) -> list[dict]:
         if all(checkpoint_name(rung, s) in done for s in rung.checkpoint_steps):
             continue
         started = time.perf_counter()
-        snapshots = pretrain_rung(rung, settings.world, settings.pretrain, out, log=_log)
+        with clock.stage("pretrain"):
+            snapshots = pretrain_rung(rung, settings.world, settings.pretrain, out, log=_log)
         _log(f"{rung.name}: pretrained in {time.perf_counter() - started:.0f} s")
-        for step, folder in snapshots.items():
-            name = checkpoint_name(rung, step)
-            if name in done:
-                continue
-            model = restore_params(folder)
-            accuracy, probability = fewshot_accuracy(model, eval_episodes)
-            rows.append({
-                "model": name, "rung": rung.name, "step": step, "pretrain_loss": heldout_loss(model, heldout),
-                "train_examples": 0, "shots": settings.world.shots, "accuracy": accuracy,
-                "n_eval": len(eval_episodes) * settings.world.queries, "chance": settings.world.chance,
-                "correct_prob": probability, "task": TASK, "metric": "accuracy", "loss_corpus": LOSS_CORPUS,
-                "params": float(rung.params()), "flops": training_flops(rung, step, settings.world, settings.pretrain),
-                "tokens": float(step * settings.pretrain.batch_size * settings.world.sequence_length),
-            })
-        write_records(path, rows)
-        _log(f"{rung.name}: {len(snapshots)} checkpoints scored")
+        started = time.perf_counter()
+        with clock.stage("score"):
+            rows += _score(settings, rung, snapshots, done, heldout, eval_episodes)
+            write_records(path, rows)
+        _log(f"{rung.name}: {len(snapshots)} checkpoints scored in {time.perf_counter() - started:.0f} s")
     return rows
 
 
-def _finetune_stage(settings, out: Path, fewshot_rows: list[dict]) -> tuple[list[dict], list[str], list[str]]:
+def _score(settings, rung, snapshots, done, heldout, eval_episodes) -> list[dict]:
+    """Few-shot rows of `snapshots` not yet in `done`."""
+    from emergence_jax.checkpoints.orbax import restore_params
+    from emergence_jax.demo.pretrain import checkpoint_name, training_flops
+    from emergence_jax.demo.scoring import fewshot_accuracy, heldout_loss
+
+    rows = []
+    for step, folder in snapshots.items():
+        name = checkpoint_name(rung, step)
+        if name in done:
+            continue
+        model = restore_params(folder)
+        accuracy, probability = fewshot_accuracy(model, eval_episodes)
+        rows.append({
+            "model": name, "rung": rung.name, "step": step, "pretrain_loss": heldout_loss(model, heldout),
+            "train_examples": 0, "shots": settings.world.shots, "accuracy": accuracy,
+            "n_eval": len(eval_episodes) * settings.world.queries, "chance": settings.world.chance,
+            "correct_prob": probability, "task": TASK, "metric": "accuracy", "loss_corpus": LOSS_CORPUS,
+            "params": float(rung.params()), "flops": training_flops(rung, step, settings.world, settings.pretrain),
+            "tokens": float(step * settings.pretrain.batch_size * settings.world.sequence_length),
+        })
+    return rows
+
+
+def _finetune_stage(settings, out: Path, fewshot_rows: list[dict], clock: StageClock) -> tuple[list[dict], list[str], list[str]]:
     """Finetune by rule; returns (finetuned rows, finetuned checkpoints, fit checkpoints)."""
     from emergence_jax.checkpoints.orbax import restore_params
     from emergence_jax.demo.analysis import largest_amount_helps, pre_emergence_models
@@ -169,8 +205,9 @@ def _finetune_stage(settings, out: Path, fewshot_rows: list[dict]) -> tuple[list
         for name in candidates[: settings.max_finetuned]:
             new_rows = [r for r in rows if r["model"] == name]
             if not new_rows:
-                new_rows = _finetune_one(settings, out, by_name[name], pools, runs, eval_episodes, restore_params, finetune_sweep)
-                append_records(path, new_rows)
+                with clock.stage("finetune"):
+                    new_rows = _finetune_one(settings, out, by_name[name], pools, runs, eval_episodes, restore_params, finetune_sweep)
+                    append_records(path, new_rows)
                 rows += new_rows
             mine.append(name)
             if not largest_amount_helps(new_rows) and len(mine) >= settings.min_fit_checkpoints:
@@ -213,8 +250,9 @@ def run_demo(settings, out: Path) -> dict:
     started = time.perf_counter()
     out = Path(out)
     _check_settings(out, settings.fingerprint())
-    fewshot_rows = _fewshot_stage(settings, out)
-    finetune_rows, finetuned_models, fit_models = _finetune_stage(settings, out, fewshot_rows)
+    clock = StageClock(out)
+    fewshot_rows = _fewshot_stage(settings, out, clock)
+    finetune_rows, finetuned_models, fit_models = _finetune_stage(settings, out, fewshot_rows, clock)
     results_path = out / "sweep.csv"
     write_records(results_path, fewshot_rows + finetune_rows)
     fit_inputs = hashlib.sha256(results_path.read_bytes() + repr((settings.sampler, settings.form, settings.likelihood, fit_models)).encode()).hexdigest()
@@ -225,7 +263,8 @@ def run_demo(settings, out: Path) -> dict:
     sweep = sweep_from_records(read_records(results_path), task=TASK, metric="accuracy", source=str(results_path))
     _log(f"fitting the law to {len(fit_models)} pre-emergence checkpoints ({int(np.isin(sweep.models, fit_models).sum())} rows)")
     fit_started = time.perf_counter()
-    result, fit = analyse(sweep, fit_models, finetuned_models, settings.sampler, form=settings.form, likelihood=settings.likelihood)
+    with clock.stage("fit"):
+        result, fit = analyse(sweep, fit_models, finetuned_models, settings.sampler, form=settings.form, likelihood=settings.likelihood)
     _log(f"fitted in {time.perf_counter() - fit_started:.0f} s (max R-hat {result['law']['diagnostics']['r_hat_max']:.3f})")
     summary = {
         **result,
@@ -238,6 +277,10 @@ def run_demo(settings, out: Path) -> dict:
         "fit_inputs_sha256": fit_inputs,
         "wall_seconds": previous.get("wall_seconds", 0.0) + (time.perf_counter() - started),
     }
-    write_report(out, summary, fewshot_rows, sweep, sweep.subset(np.isin(sweep.models, finetuned_models)), sweep.subset(np.isin(sweep.models, fit_models)), fit)
+    with clock.stage("report"):
+        write_report(out, summary, fewshot_rows, sweep, sweep.subset(np.isin(sweep.models, finetuned_models)), sweep.subset(np.isin(sweep.models, fit_models)), fit)
+    summary["stage_seconds"] = dict(clock.wall)
+    summary["stage_cpu_seconds"] = dict(clock.cpu)
+    summary["wall_seconds"] = previous.get("wall_seconds", 0.0) + (time.perf_counter() - started)
     write_json(out / "summary.json", summary, indent=1)
     return summary
