@@ -1,5 +1,6 @@
-"""`emergence-jax compare`: the probability against a brute-force reference, and on two fits of
-simulated families 0.2 nats apart (written by `emergence-jax fit`)."""
+"""`emergence-jax compare`: the probability against a brute-force reference, on fit folders built
+from known draws, and (slow: two NUTS fits, ~3.5 min on 2 loaded cores) on two fits of simulated
+families 0.2 nats apart written by `emergence-jax fit`."""
 
 import json
 import shutil
@@ -30,6 +31,34 @@ def test_probability_matches_all_pairs_and_the_normal_formula():
     assert result["difference"]["q95"] - result["difference"]["q05"] == pytest.approx(2 * 1.645 * spread, rel=0.03)
 
 
+def fit_dir(path, E0_draws, **fit_json):
+    """A folder as `emergence-jax fit --out` writes it, for what `compare` reads: posterior.nc with
+    E0 [chain, draw] (and E0_combined, the mixture over forms, when given) and fit.json."""
+    import arviz as az
+
+    path.mkdir()
+    posterior = {name: np.asarray(value).reshape(2, -1) for name, value in E0_draws.items()}
+    az.from_dict(posterior=posterior).to_netcdf(str(path / "posterior.nc"))
+    (path / "fit.json").write_text(json.dumps({"loss_unit": "nats", **fit_json}))
+    return path
+
+
+def test_compare_reads_the_mixture_over_forms_and_refuses_other_corpora(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    a = fit_dir(tmp_path / "a", {"E0": rng.normal(2.2, 0.02, 1000), "E0_combined": rng.normal(2.5, 0.05, 1000)}, loss_corpus="c4_val")
+    b = fit_dir(tmp_path / "b", {"E0": rng.normal(2.45, 0.05, 1000)}, loss_corpus="c4_val")
+    assert main(["compare", "--fits", str(a), str(b), "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    # E0_combined (what fit.json summarises), not the top form's E0: 2.5 vs 2.45, sd 0.05 each
+    from scipy.stats import norm
+
+    assert result["p_a_before_b"] == pytest.approx(norm.cdf(0.05 / np.hypot(0.05, 0.05)), abs=0.03)
+    other = fit_dir(tmp_path / "c", {"E0": rng.normal(2.45, 0.05, 1000)}, loss_corpus="lambada")
+    assert main(["compare", "--fits", str(a), str(other)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and "\n" not in err and "not comparable" in err
+
+
 @pytest.fixture(scope="module")
 def two_fits(tmp_path_factory):
     """Fits of family A (true E0 2.5 nats) and family B (2.3 nats): A emerges 0.2 nats earlier."""
@@ -40,9 +69,11 @@ def two_fits(tmp_path_factory):
         write_records(results, simulated_family_rows(E0, seed=seed, corpus="sim_heldout"))
         dirs[name] = root / f"fit_{name}"
         assert main(["fit", "--results", str(results), "--out", str(dirs[name]), *FAST]) == 0
+        assert json.loads((dirs[name] / "fit.json").read_text())["loss_corpus"] == "sim_heldout"  # from the rows' loss_corpus
     return dirs
 
 
+@pytest.mark.slow
 def test_families_apart_are_ordered_with_confidence(two_fits, capsys):
     assert main(["compare", "--fits", str(two_fits["a"]), str(two_fits["b"]), "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
@@ -65,6 +96,7 @@ def _with_fit_json(src, dst, change):
     return dst
 
 
+@pytest.mark.slow
 def test_different_corpora_or_units_are_refused(two_fits, tmp_path, capsys):
     other_corpus = _with_fit_json(two_fits["b"], tmp_path / "c4", lambda p: p.update(loss_corpus="c4_en"))
     assert main(["compare", "--fits", str(two_fits["a"]), str(other_corpus)]) == 2

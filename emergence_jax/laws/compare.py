@@ -69,7 +69,9 @@ def load_fit_dir(fit_dir: str | Path) -> dict:
 
 
 def read_E0_draws(posterior_nc: Path) -> np.ndarray:
-    """The few-shot emergence-loss draws, chains pooled, from a fit's ArviZ InferenceData."""
+    """The few-shot emergence-loss draws, chains pooled, from a fit's ArviZ InferenceData: the
+    stacking mixture over forms (``E0_combined``, what fit.json summarises) when present, else
+    ``E0``."""
     import warnings
 
     import arviz as az
@@ -83,7 +85,8 @@ def read_E0_draws(posterior_nc: Path) -> np.ndarray:
     posterior = getattr(idata, "posterior", None)
     if posterior is None or "E0" not in posterior:
         raise UserError(f"{posterior_nc}: no 'E0' draws in the posterior group; rerun `emergence-jax fit`")
-    return np.asarray(posterior["E0"].values, float).reshape(-1)
+    name = "E0_combined" if "E0_combined" in posterior else "E0"
+    return np.asarray(posterior[name].values, float).reshape(-1)
 
 
 def _loss_corpora(summary: dict, fit_dir: Path) -> frozenset | None:

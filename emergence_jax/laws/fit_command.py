@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     for problem in fit.checks["warnings"]:
         print(f"warning: model check: {problem}", file=sys.stderr)
 
-    result = {"results": paths, "n_rows": sweep.n_rows, "chance": float(np.median(sweep.chance)), **fit.summary()}
+    result = {"results": paths, "n_rows": sweep.n_rows, "chance": float(np.median(sweep.chance)), "loss_corpus": loss_corpus(paths, args), **fit.summary()}
     if np.unique(sweep.params[np.isfinite(sweep.params)]).size >= 3:
         scaling = fit_loss_scaling(sweep.params, sweep.loss)
         params_needed = scaling.params_at(fit.E0_draws())
@@ -78,3 +78,18 @@ def run(args: argparse.Namespace) -> int:
     print(f"model checks: {'passed' if fit.checks['passed'] else str(len(fit.checks['warnings'])) + ' warning(s), see fit.json model_checks'}")
     print(f"wrote {args.out}/fit.json, posterior.nc, fit.png, cdf.png, checks.png")
     return 0
+
+
+def loss_corpus(paths: list[str], args: argparse.Namespace) -> str | list[str] | None:
+    """The held-out corpus of the fitted rows' pretraining losses (their optional 'loss_corpus'
+    column, after the --models/--task/--metric selection): one name, a sorted list when the rows
+    mix corpora (with a warning: their losses are not on one axis), None when no row records it."""
+    from emergence_jax.laws.options import filter_models
+    from emergence_jax.records import read_records
+
+    rows = filter_models(read_records(paths), args.models, source=", ".join(paths))
+    rows = [row for row in rows if all(getattr(args, key) is None or row.get(key) == getattr(args, key) for key in ("task", "metric"))]
+    corpora = sorted({row["loss_corpus"] for row in rows if row.get("loss_corpus")})
+    if len(corpora) > 1:
+        print(f"warning: the rows' pretraining losses are measured on {len(corpora)} corpora ({', '.join(corpora)}); losses on different corpora are not on one axis", file=sys.stderr)
+    return corpora[0] if len(corpora) == 1 else (corpora or None)

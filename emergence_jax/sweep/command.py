@@ -21,6 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dry-run", action="store_true", help="list the jobs and which are done; run nothing")
     parser.add_argument("--keep-going", action="store_true", help="after a job crashes, go on with the others (exit code 1 at the end)")
     parser.add_argument("--no-progress", action="store_true", help="no per-job progress bars (the table is still printed)")
+    from emergence_jax.sweep.adaptive import add_arguments as add_adaptive_arguments
+
+    add_adaptive_arguments(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -29,4 +32,8 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.sweep.runner import run_sweep
 
     config = load_config(SweepConfig, args.config, args.set)
+    if args.adaptive and not args.dry_run:
+        from emergence_jax.sweep.adaptive import run_adaptive, settings_from_args
+
+        return run_adaptive(config, source=args.config, settings=settings_from_args(args), progress=not args.no_progress, keep_going=args.keep_going)
     return run_sweep(config, source=args.config, progress=not args.no_progress, keep_going=args.keep_going, dry_run=args.dry_run)
