@@ -107,3 +107,14 @@ def test_different_corpora_or_units_are_refused(two_fits, tmp_path, capsys):
     assert "bits" in capsys.readouterr().err
     assert main(["compare", "--fits", str(two_fits["a"]), str(tmp_path / "missing")]) == 2
     assert "not found" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compare_study_one_repeat():
+    """One repeat of `emergence-jax study compare` at reduced sampler settings (four NUTS fits)."""
+    from emergence_jax.laws.compare import compare_study
+
+    result = compare_study(1, chains=2, warmup=150, samples=150, seed=0)
+    assert result["apart_0.2_nats"]["p_a_before_b"][0] >= 0.95
+    assert 0.05 < result["identical"]["p_a_before_b"][0] < 0.95
+    assert result["repeats"] == 1 and set(result["sampler"]) == {"chains", "warmup", "samples"}

@@ -48,3 +48,50 @@ def test_greedy_plan_prefers_informative_cheap_runs_and_accounts_for_the_batch()
     assert plan["runs"][1]["expected_width_after"] <= plan["runs"][0]["expected_width_after"] + 1e-9
     far = plan_runs(fit, [useless], budget=1, scenarios=64, max_draws=800)
     assert far["expected_width_after"] == pytest.approx(far["current_width"], rel=0.02)
+
+
+@pytest.mark.slow
+def test_plan_command_skips_done_runs_and_refits_on_more_rows(tmp_path, capsys):
+    """End to end with NUTS: runs already in the results are never proposed, and a refit (forced by
+    --min-ess above the draws' count) fits a sweep with more rows than the first fit."""
+    import csv
+    import json
+
+    from emergence_jax.cli import main
+    from emergence_jax.laws.compare import simulated_family_rows
+    from emergence_jax.records import write_records
+
+    rows = simulated_family_rows(2.4, seed=5)  # six checkpoints, D in {250, 1000, 4000}
+    done = [row for row in rows if row["train_examples"] in (0, 250)]
+    write_records(tmp_path / "done.csv", done)
+    with (tmp_path / "candidates.csv").open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["model", "pretrain_loss", "train_examples"])
+        for row in rows:
+            if row["train_examples"] > 0:
+                writer.writerow([row["model"], row["pretrain_loss"], row["train_examples"]])
+    fast = ["--form", "relu", "--likelihood", "binomial", "--chains", "2", "--warmup", "200", "--samples", "200", "--no-progress"]
+    args = ["plan", "--results", str(tmp_path / "done.csv"), "--candidates", str(tmp_path / "candidates.csv"), "--budget", "3", "--out", str(tmp_path / "plan.json"), "--scenarios", "32", "--min-ess", "399", *fast]
+    assert main(args) == 0
+    plan = json.loads((tmp_path / "plan.json").read_text())
+    done_keys = {(row["model"], row["train_examples"]) for row in done}
+    assert len(plan["runs"]) == 3 and not {(run["model"], run["train_examples"]) for run in plan["runs"]} & done_keys
+    assert len(plan["skipped"]) == 6 and plan["refits"] >= 1
+    assert plan["expected_width_after"] < plan["current_width"]
+    assert "expected width after these 3 runs" in capsys.readouterr().out
+
+
+@pytest.mark.slow
+def test_plan_study_problem_stays_within_budget_and_narrows_the_start():
+    """One problem of `emergence-jax study plan` at reduced sampler settings (the study itself,
+    20 problems, is a command; its table is in the README)."""
+    from emergence_jax.laws.plan_study import StudySettings, make_problem, run_problem
+
+    settings = StudySettings(problems=1, chains=2, warmup=150, samples=150, scenarios=16)
+    result = run_problem(0, settings)
+    problem = make_problem(0)
+    start_keys = {(row["model"], row["train_examples"]) for row in problem["start"]}
+    assert result["plan"]["runs"] and not {tuple(run) for run in result["plan"]["runs"]} & start_keys
+    assert result["plan"]["cost"] <= settings.budget_fraction * result["full"]["cost"] + 1e-9
+    assert abs(result["random"]["cost"] - result["plan"]["cost"]) <= max(run[1] for run in result["plan"]["runs"])
+    assert result["plan"]["width"] < result["start"]["width"] and result["full"]["width"] < result["start"]["width"]

@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per chain (default 300)")
     parser.add_argument("--samples", type=int, default=300, help="NUTS draws per chain (default 300)")
     parser.add_argument("--scenarios", type=int, default=64, help="plan: simulated outcome scenarios (default 64)")
+    parser.add_argument("--first", type=int, default=0, metavar="INDEX", help="plan: index of the first problem (run a study in parts; default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="FILE", help="write every problem's result and the summary as JSON")
 
@@ -28,12 +29,19 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.errors import UserError
     from emergence_jax.io import write_json
 
-    if args.problems < 1 or args.chains < 1 or args.warmup < 1 or args.samples < 10:
-        raise UserError("--problems, --chains, --warmup must be >= 1 and --samples >= 10")
+    if args.problems < 1 or args.chains < 1 or args.warmup < 1 or args.samples < 10 or args.first < 0:
+        raise UserError("--problems, --chains, --warmup must be >= 1, --samples >= 10 and --first >= 0")
     if args.name == "compare":
         from emergence_jax.laws.compare import compare_study
 
-        report = lambda r, a, s: print(f"repeat {r}: P(A before B) apart {a:.3f}, identical {s:.3f}", file=sys.stderr, flush=True)
+        done = []
+
+        def report(r, apart, same):
+            print(f"repeat {r}: P(A before B) apart {apart:.3f}, identical {same:.3f}", flush=True)
+            done.append({"repeat": r, "apart_0.2_nats": apart, "identical": same})
+            if args.out:  # partial results, in case the study is stopped
+                write_json(args.out, {"repeats_done": done, "sampler": {"chains": args.chains, "warmup": args.warmup, "samples": args.samples}})
+
         result = compare_study(args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, seed=args.seed, progress=report)
         print(f"families 0.2 nats apart: P >= 0.95 in {100 * result['apart_0.2_nats']['share_p_ge_0.95']:.0f}% of {args.problems} repeats")
         print(f"identical laws: P in [0.2, 0.8] in {100 * result['identical']['share_in_0.2_0.8']:.0f}% of {args.problems} repeats")
@@ -42,15 +50,15 @@ def run(args: argparse.Namespace) -> int:
 
         settings = StudySettings(problems=args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, scenarios=args.scenarios, seed=args.seed)
         problems = []
-        print(f"{'#':>3s} {'full width':>10s} {'plan width':>10s} {'random':>8s} {'plan cost':>9s} {'covers f/p/r':>12s}")
-        for i in range(args.problems):
+        print(f"{'#':>3s} {'start':>8s} {'full width':>10s} {'plan width':>10s} {'random':>8s} {'plan cost':>9s} {'covers f/p/r':>12s} {'seconds':>8s}")
+        for i in range(args.first, args.first + args.problems):
             r = run_problem(i, settings)
             problems.append(r)
             covers = "/".join("y" if r[a]["covers"] else "n" for a in ("full", "plan", "random"))
-            print(f"{i:3d} {r['full']['width']:10.4f} {r['plan']['width']:10.4f} {r['random']['width']:8.4f} {r['plan']['cost'] / r['full']['cost']:9.2f} {covers:>12s}", flush=True)
+            print(f"{i:3d} {r['start']['width']:8.4f} {r['full']['width']:10.4f} {r['plan']['width']:10.4f} {r['random']['width']:8.4f} {r['plan']['cost'] / r['full']['cost']:9.2f} {covers:>12s} {r['seconds']:8.0f}", flush=True)
             if args.out:
                 write_json(args.out, {"settings": dataclasses.asdict(settings), "problems": problems, "summary": summarise_study(problems)})
-        result = {"problems": problems, "summary": summarise_study(problems)}
+        result = {"settings": dataclasses.asdict(settings), "problems": problems, "summary": summarise_study(problems)}
         s = result["summary"]
         print(f"plan reaches the full grid's width in {100 * s['plan_reaches_full_width']:.0f}% of problems at a median {100 * s['plan_cost_fraction']:.0f}% of its cost; beats random in {100 * s['plan_beats_random']:.0f}%")
         print("90% interval coverage: " + ", ".join(f"{arm} {100 * v:.0f}%" for arm, v in s["coverage_90"].items()))
