@@ -57,30 +57,26 @@ def test_bad_batches_and_meshes_are_user_errors():
         measure_memory(TINY, "fsdp=-1", (8, 64))
 
 
-# Full finetuning of these configs' largest models does not fit a TPU v4 chip with today's model code:
-# remat wraps the whole loss, so the backward pass holds every layer's gathered (FSDP) weights at once
-# (13B in bf16: 24 GiB per chip). Scanned layers with per-layer remat (issue 15) fix it; then re-measure
-# with `emergence-jax bench memory --config FILE` and drop the entry. strict: a fix makes these fail.
-DOES_NOT_FIT_YET = {"open_llama_v1": "open_llama_13b", "open_llama_v1_mmlu": "open_llama_13b", "llama2_apps": "llama2_7b"}
-
-
-def _paper_config_cases():
-    for path in PAPER_CONFIGS:
-        if path.stem in DOES_NOT_FIT_YET:
-            mark = pytest.mark.xfail(raises=UserError, strict=True, reason=f"{DOES_NOT_FIT_YET[path.stem]} full finetuning does not fit (whole-loss remat)")
-            yield pytest.param(path, marks=mark, id=path.stem)
-        else:
-            yield pytest.param(path, id=path.stem)
-
-
-@pytest.mark.parametrize("path", _paper_config_cases())
+@pytest.mark.parametrize("path", PAPER_CONFIGS, ids=lambda p: p.stem)
 def test_paper_configs_list_figures_that_fit_their_chips(path):
     config = load_config(SweepConfig, path)
     memory = config.requirements["memory"]
     assert memory["steps"], path
-    check_memory_requirements(config, str(path))
+    check_memory_requirements(config, str(path))  # also: measured with the recipe's remat, layers, batch and mesh
     for entry in memory["steps"]:
         assert 0 < entry["train_gib"] <= 0.9 * memory["device_gib"] and 0 < entry["eval_gib"] <= 0.9 * memory["device_gib"]
+
+
+@pytest.mark.slow  # ~30 s of CPU: two more train-step compilations
+def test_scanned_layers_with_per_layer_remat_hold_less_than_a_python_loop():
+    """With FSDP, remat of a Python loop keeps every layer's gathered weights for the backward pass;
+    the scan keeps one layer's at a time (what made 13B fit a v4 chip)."""
+    deep = dataclasses.replace(TINY, num_layers=4)
+    scanned = measure_memory(deep, "fsdp=8", (8, 8), compute_dtype="float32", remat="full", scan_layers=True)
+    looped = measure_memory(deep, "fsdp=8", (8, 8), compute_dtype="float32", remat="full", scan_layers=False)
+    assert scanned["scan_layers"] and not looped["scan_layers"] and scanned["remat"] == "full"
+    assert scanned["train"]["params"] == looped["train"]["params"]
+    assert scanned["train"]["temporaries"] < 0.7 * looped["train"]["temporaries"]
 
 
 def test_a_model_that_does_not_fit_or_is_not_listed_fails_the_check():
@@ -94,3 +90,51 @@ def test_a_model_that_does_not_fit_or_is_not_listed_fails_the_check():
     with pytest.raises(UserError, match="lists no figures for open_llama_3b"):
         check_memory_requirements(dataclasses.replace(config, requirements=requirements))
     assert math.isclose(GIB, 1 << 30)
+
+
+def _open_llama_mmlu():
+    return load_config(SweepConfig, [p for p in PAPER_CONFIGS if p.stem == "open_llama_v1_mmlu"][0])
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda m: m.update(remat="none"), r"requirements\.memory\.remat: the figures were measured with remat none, but .* runs dots"),
+        (lambda m: m.update(scan_layers=False), r"scan_layers: the figures were measured with scan_layers False, but .* runs True"),
+        (lambda m: m["steps"][0].update(batch="16x512"), r"steps\[0\]\.batch: the figures were measured with batch 16x512, but .* runs 32x512"),
+        (lambda m: m["steps"][0].update(mesh="fsdp=8,tensor=2"), r"steps\[0\]: mesh fsdp=8,tensor=2, but on 16 chips .* makes fsdp=16"),
+        (lambda m: m["steps"][0].update(mesh="fsdp=64"), r"microbatch of 32 rows does not split over 64 data-parallel chips"),
+    ],
+)
+def test_figures_measured_for_another_train_step_fail_the_check(change, message):
+    """The listed figures must be for the step the finetuning recipe runs (configs/finetune_full.yaml
+    with the sweep's finetune.set): remat policy, scanned layers, batch, and the mesh it makes."""
+    config = _open_llama_mmlu()
+    requirements = copy.deepcopy(config.requirements)
+    change(requirements["memory"])
+    with pytest.raises(UserError, match=message):
+        check_memory_requirements(dataclasses.replace(config, requirements=requirements), "cfg")
+
+
+def test_the_sweep_config_check_runs_the_memory_check(tmp_path):
+    """`sweep --dry-run` (validate_sweep) refuses a config whose model would not fit its chips."""
+    from emergence_jax.sweep.jobs import validate_sweep
+
+    config = _open_llama_mmlu()
+    requirements = copy.deepcopy(config.requirements)
+    requirements["memory"]["device_gib"] = 16
+    with pytest.raises(UserError, match=r"open_llama_13b needs .* GiB per chip"):
+        validate_sweep(dataclasses.replace(config, requirements=requirements), "cfg", check_folders=False)
+
+
+def test_bench_memory_compiles_what_the_finetuning_recipe_runs():
+    """`model.remat` / `model.scan_layers` of configs/finetune_full.yaml (with a sweep's finetune.set)
+    are what `bench memory --config` compiles; a policy that does not exist is a config error."""
+    from emergence_jax.bench.memory import recipe_train_settings
+    from emergence_jax.train.config import FinetuneConfig
+
+    recipe = load_config(FinetuneConfig, "configs/finetune_full.yaml", ["optim.accumulation_steps=8"])
+    assert recipe_train_settings(recipe) == {"batch": "32x512", "accumulation_steps": 8, "compute_dtype": "bfloat16", "remat": "dots", "scan_layers": True}
+    assert recipe_train_settings(load_config(FinetuneConfig, "configs/finetune_full.yaml", ["model.remat=false"]))["remat"] == "none"
+    with pytest.raises(UserError, match=r"model\.remat must be one of 'none', 'full', 'dots', got 'fast'"):
+        load_config(FinetuneConfig, "configs/finetune_full.yaml", ["model.remat=fast"])

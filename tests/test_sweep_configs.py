@@ -70,6 +70,7 @@ def _config(tmp_path, model_folder, **changes):
         ({"finetune": {"config": "missing.yaml"}}, "finetune.config missing.yaml: no such file"),
         ({"finetune": {"config": str(ROOT / "configs" / "finetune_full.yaml"), "set": ["optim.bogus=1"]}}, "unknown key optim.bogus"),
         ({"stage": ["fewshot"]}, "unknown key stage"),
+        ({"work_dir": "gs://bucket/work"}, "work_dir gs://bucket/work: finetuning runs write checkpoints and logs through the filesystem"),
     ],
 )
 def test_config_mistakes_are_user_errors(tmp_path, model_folder, changes, message):

@@ -75,7 +75,7 @@ class SweepConfig:
     """A grid of jobs and where its results go."""
 
     output_dir: str = "runs/sweep"  # local folder or gs://bucket/path: results, done markers, losses
-    work_dir: str = ""  # folder for finetuning runs and checkpoints (multi-process: a filesystem every worker shares); empty = output_dir/work (local) or ~/.cache/emergence_jax/sweeps/<name>
+    work_dir: str = ""  # filesystem folder (not gs://; a gcsfuse mount works) for finetuning runs and checkpoints (multi-process: one every worker shares); empty = output_dir/work (local) or ~/.cache/emergence_jax/sweeps/<name>
     records: str = "results.csv"  # results file (.csv or .jsonl) inside output_dir
     data_dir: str = "data/tfds"  # TFDS folder prepared by `emergence-jax prepare-data` (local or gs://)
     stages: tuple[Literal["pretrain_loss", "fewshot", "finetune"], ...] = STAGES

@@ -105,6 +105,10 @@ def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = Tr
             raise UserError(f"{source}: tasks[{index}].train_examples must be positive numbers of examples")
         if task.limit is not None and task.limit < 1:
             raise UserError(f"{source}: tasks[{index}].limit must be a positive number of examples or null")
+    if config.work_dir:
+        from emergence_jax.sweep.storage import require_filesystem_path
+
+        require_filesystem_path(config.work_dir, f"{source}: work_dir")
     try:
         parse_mesh(config.evaluate.mesh)
     except UserError as err:
@@ -112,8 +116,11 @@ def validate_sweep(config: SweepConfig, source: str, *, check_folders: bool = Tr
     jobs = expand_jobs(config)
     if any(job.stage == "pretrain_loss" for job in jobs) and not config.loss_corpus.paths:
         raise UserError(f"{source}: loss_corpus.paths is empty but some models need their pretraining loss measured")
-    if any(job.stage == "finetune" for job in jobs):
-        finetune_recipe(config)
+    recipe = finetune_recipe(config) if any(job.stage == "finetune" for job in jobs) else None
+    from emergence_jax.bench.memory import check_memory_requirements
+
+    # A model that would not fit its hardware (requirements.memory, from `bench memory`) stops here.
+    check_memory_requirements(config, source, recipe)
     return jobs
 
 
@@ -147,7 +154,8 @@ def job_settings(job: Job, config: SweepConfig, recipe=None) -> dict:
     if job.stage == "fewshot":
         return {**settings, **task, "seed": evaluate.seed, "compute_dtype": evaluate.compute_dtype, "max_new_tokens": evaluate.max_new_tokens}
     finetune = config_to_dict(recipe)
-    for section, key in (("model", "path"), ("model", "tokenizer"), ("data", "data_dir"), ("eval", "records")):
+    # Where files live, and model.scan_layers (the same numbers, laid out for a scan), decide no results.
+    for section, key in (("model", "path"), ("model", "tokenizer"), ("model", "scan_layers"), ("data", "data_dir"), ("eval", "records")):
         finetune[section].pop(key)
     for key in ("run_dir", "distributed"):
         finetune.pop(key)

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from etils import epath
 
+from emergence_jax.errors import UserError
 from emergence_jax.io import atomic_write_text, to_json_text
 from emergence_jax.records import append_records
 
@@ -27,6 +28,16 @@ REMOTE_PREFIXES = ("gs://", "s3://")
 
 def is_remote(path: str) -> bool:
     return str(path).startswith(REMOTE_PREFIXES)
+
+
+def require_filesystem_path(path: str, field: str) -> None:
+    """A `UserError` when `path` is a bucket URL: finetuning runs (Orbax checkpoints, metrics log,
+    staging, exported weights before upload) are written with filesystem operations."""
+    if is_remote(path):
+        raise UserError(
+            f"{field} {path}: finetuning runs write checkpoints and logs through the filesystem, not to a bucket URL; "
+            "use a local or shared filesystem path (for a bucket: a gcsfuse mount, e.g. /mnt/bucket/...), and keep gs:// for output_dir"
+        )
 
 
 class SweepOutput:

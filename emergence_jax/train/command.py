@@ -115,6 +115,9 @@ def validate(config):
     from emergence_jax.train.lora import lora_target_paths
     from emergence_jax.train.step import data_parallel_size
 
+    from emergence_jax.sweep.storage import require_filesystem_path
+
+    require_filesystem_path(config.run_dir, "run_dir")
     model_config = _model_config(config)
     mesh = make_mesh(config.mesh.data, config.mesh.fsdp, config.mesh.tensor)
     optim = config.optim
@@ -179,6 +182,10 @@ def _load_model_and_tokenizer(config, model_config, mesh):
         model = load_hf_model(model_folder(config), dtype=dtype, param_dtype=jnp.float32, mesh=mesh, progress=is_writer())
     else:
         model = build_model(model_config, dtype=dtype, param_dtype=jnp.float32, seed=config.seed, mesh=mesh)
+    if config.model.scan_layers:
+        from emergence_jax.models.stacking import stack_layers
+
+        model = stack_layers(model)  # checkpoints hold per-layer tensors; the export unstacks them again
     return model, load_tokenizer(tokenizer_folder(config))
 
 

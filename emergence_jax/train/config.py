@@ -21,7 +21,10 @@ class ModelConfig:
     name: str = ""  # model id written to results records; default: the folder name or preset
     pretrain_loss: float | None = bounded(None, low=0.0)  # nats/token on the loss corpus, copied into results records
     compute_dtype: Literal["float32", "bfloat16"] = "bfloat16"  # master weights stay float32
-    remat: bool = False  # keep only matmul outputs for the backward pass; recompute the rest (saves memory)
+    # per-layer rematerialisation in the backward pass: "dots" keeps only weight-matmul outputs, "full" only each
+    # layer's input, "none" everything (fastest, most memory); true = "dots", false = "none"
+    remat: Literal["none", "full", "dots"] | bool = False
+    scan_layers: bool = False  # decoder layers as one jax.lax.scan (compile time independent of depth; with remat, one layer's gathered weights live at a time)
 
 
 @dataclasses.dataclass(frozen=True)
