@@ -115,6 +115,7 @@ def test_compare_study_one_repeat():
     from emergence_jax.laws.compare import compare_study
 
     result = compare_study(1, chains=2, warmup=150, samples=150, seed=0)
-    assert result["apart_0.2_nats"]["p_a_before_b"][0] >= 0.95
-    assert 0.05 < result["identical"]["p_a_before_b"][0] < 0.95
-    assert result["repeats"] == 1 and set(result["sampler"]) == {"chains", "warmup", "samples"}
+    (repeat,) = result["repeats"]
+    assert repeat["apart_0.2_nats"] >= 0.95 and result["apart_0.2_nats"]["share_p_ge_0.95"] == 1.0
+    assert 0.05 < repeat["identical"] < 0.95
+    assert all(fit["q05"] <= fit["median"] <= fit["q95"] for fit in repeat["E0"].values())

@@ -135,44 +135,62 @@ def compare_fits(dir_a: str | Path, dir_b: str | Path, *, seed: int = 0) -> dict
     }
 
 
-def simulated_family_rows(E0: float, *, seed: int, corpus: str = "simulated") -> list[dict]:
-    """A small simulated finetuning sweep of one family whose true few-shot emergence loss is E0
-    (nats): ReLU form, log-power law (shift 0.4 nats at D = 4000, α = 1.5, amplitude 2.5/nat), six
-    pre-emergence checkpoints from E0 + 0.05 to E0 + 0.5, D ∈ {250, 1000, 4000}, 1,000 questions."""
+SMALL_FAMILY = {"offsets": tuple(np.linspace(0.05, 0.5, 6)), "train_examples": (250, 1000, 4000)}
+# The study's families: a paper-style grid (as `plan_study`'s full grid), 8 checkpoints x 6 D.
+STUDY_FAMILY = {"offsets": tuple(np.linspace(0.03, 0.6, 8)), "train_examples": (250, 500, 1000, 2000, 4000, 8000)}
+
+
+def simulated_family_rows(E0: float, *, seed: int, corpus: str = "simulated", design: dict = SMALL_FAMILY) -> list[dict]:
+    """A simulated finetuning sweep of one family whose true few-shot emergence loss is E0 (nats):
+    ReLU form, log-power law (shift 0.4 nats at D = 4000, α = 1.5, amplitude 2.5/nat), 1,000
+    questions per row, pre-emergence checkpoints at E0 + `design["offsets"]` finetuned on every D of
+    `design["train_examples"]` (default SMALL_FAMILY: six checkpoints E0 + 0.05 … 0.5, D ∈ {250,
+    1000, 4000})."""
     from emergence_jax.laws.functions import LawSpec
     from emergence_jax.laws.simulate import simulate_sweep_rows
 
     spec = LawSpec(form="relu", law="log_power", D0=5.0, D_ref=4000.0)
     truth = {"E0": E0, "shift": 0.4, "alpha": 1.5, "amplitude": 2.5}
-    rows = simulate_sweep_rows(truth, spec, losses=np.round(E0 + np.linspace(0.05, 0.5, 6), 4), train_examples=(250, 1000, 4000), subsets=1, seed=seed)
+    losses = np.round(E0 + np.asarray(design["offsets"]), 4)
+    rows = simulate_sweep_rows(truth, spec, losses=losses, train_examples=design["train_examples"], subsets=1, seed=seed)
     for row in rows:
         row["loss_corpus"] = corpus
     return rows
 
 
-def compare_study(repeats: int, *, chains: int = 2, warmup: int = 300, samples: int = 300, seed: int = 0, progress=None) -> dict:
-    """Repeated comparisons of simulated families: A 0.2 nats before B (true E0 2.5 vs 2.3) and
-    two independent sweeps of the same law (E0 2.4). Returns P(A before B) per repeat and the
-    shares that meet issue 16's criteria (P ≥ 0.95 the right way; identical laws in [0.2, 0.8])."""
+def compare_study(repeats: int, *, chains: int = 2, warmup: int = 300, samples: int = 300, seed: int = 0, design: dict = STUDY_FAMILY, progress=None) -> dict:
+    """Repeated comparisons of simulated families (`design`, default STUDY_FAMILY): A 0.2 nats
+    before B (true E0 2.5 vs 2.3) and two independent sweeps of the same law (E0 2.4). Returns per
+    repeat P(A before B) and each fit's E0 summary, and the shares that meet issue 16's criteria
+    (P ≥ 0.95 the right way; identical laws in [0.2, 0.8]). `progress(repeat_result)` after each."""
     from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
     from emergence_jax.laws.sweep import sweep_from_records
 
     sampler = lambda s: SamplerSettings(chains=chains, warmup=warmup, samples=samples, seed=s, progress=False)
 
     def E0_of(E0, s):
-        fit = fit_emergence_law(sweep_from_records(simulated_family_rows(E0, seed=s)), form="relu", likelihood="binomial", sampler=sampler(s), checks=False)
-        return np.asarray(fit.E0_draws(), float)
+        fit = fit_emergence_law(sweep_from_records(simulated_family_rows(E0, seed=s, design=design)), form="relu", likelihood="binomial", sampler=sampler(s), checks=False)
+        return np.asarray(fit.E0_draws(), float), float(fit.posterior.diagnostics["r_hat_max"])
 
-    apart, same = [], []
+    results = []
     for r in range(repeats):
         base = seed * 10_000 + 4 * r
-        apart.append(compare_draws(E0_of(2.5, base), E0_of(2.3, base + 1))["p_a_before_b"])
-        same.append(compare_draws(E0_of(2.4, base + 2), E0_of(2.4, base + 3))["p_a_before_b"])
+        fits = {name: E0_of(E0, base + k) for k, (name, E0) in enumerate((("a", 2.5), ("b", 2.3), ("same_1", 2.4), ("same_2", 2.4)))}
+        result = {
+            "repeat": r,
+            "apart_0.2_nats": compare_draws(fits["a"][0], fits["b"][0])["p_a_before_b"],
+            "identical": compare_draws(fits["same_1"][0], fits["same_2"][0])["p_a_before_b"],
+            "E0": {name: {**summarise(draws), "r_hat_max": r_hat} for name, (draws, r_hat) in fits.items()},
+        }
+        results.append(result)
         if progress:
-            progress(r, apart[-1], same[-1])
+            progress(result)
+    apart = np.array([r["apart_0.2_nats"] for r in results])
+    same = np.array([r["identical"] for r in results])
     return {
-        "repeats": repeats,
-        "apart_0.2_nats": {"p_a_before_b": apart, "share_p_ge_0.95": float(np.mean(np.array(apart) >= 0.95))},
-        "identical": {"p_a_before_b": same, "share_in_0.2_0.8": float(np.mean((np.array(same) >= 0.2) & (np.array(same) <= 0.8)))},
+        "repeats": results,
+        "apart_0.2_nats": {"share_p_ge_0.95": float(np.mean(apart >= 0.95)), "median_p": float(np.median(apart))},
+        "identical": {"share_in_0.2_0.8": float(np.mean((same >= 0.2) & (same <= 0.8))), "median_p": float(np.median(same))},
         "sampler": {"chains": chains, "warmup": warmup, "samples": samples},
+        "design": {"offsets_nats": [float(x) for x in design["offsets"]], "train_examples": list(design["train_examples"])},
     }

@@ -36,12 +36,14 @@ def run(args: argparse.Namespace) -> int:
 
         done = []
 
-        def report(r, apart, same):
-            print(f"repeat {r}: P(A before B) apart {apart:.3f}, identical {same:.3f}", flush=True)
-            done.append({"repeat": r, "apart_0.2_nats": apart, "identical": same})
+        def report(repeat):
+            E0 = repeat["E0"]
+            print(f"{repeat['repeat']:3d} {repeat['apart_0.2_nats']:8.3f} {repeat['identical']:9.3f}  " + "  ".join(f"{E0[k]['median']:.3f} ({E0[k]['q95'] - E0[k]['q05']:.3f})" for k in ("a", "b", "same_1", "same_2")), flush=True)
+            done.append(repeat)
             if args.out:  # partial results, in case the study is stopped
-                write_json(args.out, {"repeats_done": done, "sampler": {"chains": args.chains, "warmup": args.warmup, "samples": args.samples}})
+                write_json(args.out, {"repeats": done})
 
+        print(f"{'#':>3s} {'P apart':>8s} {'P same':>9s}  E0 median (90% width): A (truth 2.5), B (2.3), same (2.4) x2")
         result = compare_study(args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, seed=args.seed, progress=report)
         print(f"families 0.2 nats apart: P >= 0.95 in {100 * result['apart_0.2_nats']['share_p_ge_0.95']:.0f}% of {args.problems} repeats")
         print(f"identical laws: P in [0.2, 0.8] in {100 * result['identical']['share_in_0.2_0.8']:.0f}% of {args.problems} repeats")

@@ -93,13 +93,19 @@ def _results(config) -> list[dict]:
 
 
 def candidate_runs(config, task, rows: list[dict]):
-    """(candidates not yet done, cost spent so far, full grid cost): one candidate per (checkpoint,
-    D) of the grid, cost D × seeds, its pretraining loss from the config or the few-shot rows."""
+    """(candidates not yet started, cost spent so far, full grid cost, started runs missing some
+    seeds): one candidate per (checkpoint, D) of the grid, cost D × seeds, its pretraining loss from
+    the config or the few-shot rows. A started run counts as spent."""
     from emergence_jax.laws.plan import Candidate
 
     rows = [row for row in rows if row.get("task", task.name) == task.name]
     seeds = len(task.seeds)
-    done = {(row["model"], int(row["train_examples"])) for row in rows if row["train_examples"] > 0}
+    seeds_done: dict[tuple[str, int], set] = {}
+    for row in rows:
+        if row["train_examples"] > 0:
+            seeds_done.setdefault((row["model"], int(row["train_examples"])), set()).add(int(row.get("seed", 0)))
+    done = set(seeds_done)
+    partial = sorted(key for key, found in seeds_done.items() if not set(task.seeds) <= found)
     losses = {row["model"]: float(row["pretrain_loss"]) for row in rows}
     finetuned = [row for row in rows if row["train_examples"] > 0] or rows
     n_eval = int(np.median([row["n_eval"] for row in finetuned]))
@@ -115,7 +121,7 @@ def candidate_runs(config, task, rows: list[dict]):
         for D in task.train_examples:
             if (model.name, D) not in done:
                 candidates.append(Candidate(model=model.name, pretrain_loss=float(loss), train_examples=int(D), cost=float(D * seeds), n_eval=n_eval, chance=chance, shots=shots))
-    return candidates, spent, full
+    return candidates, spent, full, partial
 
 
 def fit_law(rows: list[dict], task_name: str, settings: AdaptiveSettings):
@@ -144,9 +150,25 @@ def run_adaptive(config, *, source: str, settings: AdaptiveSettings, progress: b
     if code:
         return code
     output = SweepOutput(config.output_dir, config.records, scratch=Path(tempfile.gettempdir()))
+    def run_runs(runs: dict[str, list[int]], label: str) -> int:
+        for model in config.models:
+            if model.name in runs:
+                code = run_round(_sub_config(config, task, (model,), runs[model.name]), f"{source} ({label})")
+                if code:
+                    return code
+        return 0
+
+    *_, partial = candidate_runs(config, task, _results(config))
+    if partial:  # runs an interrupted round left with some seeds missing
+        missing: dict[str, list[int]] = {}
+        for model, D in partial:
+            missing.setdefault(model, []).append(D)
+        code = run_runs(missing, "adaptive: completing interrupted runs")
+        if code:
+            return code
     for round_index in range(1, settings.rounds + 1):
         rows = _results(config)
-        candidates, spent, full = candidate_runs(config, task, rows)
+        candidates, spent, full, _ = candidate_runs(config, task, rows)
         left = settings.budget_fraction * full - spent
         affordable = [c for c in candidates if c.cost <= left * (1 + 1e-9)]
         if not affordable:
@@ -162,12 +184,9 @@ def run_adaptive(config, *, source: str, settings: AdaptiveSettings, progress: b
         for run in plan["runs"]:
             chosen.setdefault(run["model"], []).append(run["train_examples"])
         print(f"adaptive round {round_index}: width {plan['current_width']:.4f} -> expected {plan['expected_width_after']:.4f}; running " + ", ".join(f"{m} D={D}" for m, Ds in chosen.items() for D in Ds), flush=True)
-        for model in config.models:
-            if model.name in chosen:
-                code = run_round(_sub_config(config, task, (model,), chosen[model.name]), f"{source} (adaptive round {round_index})")
-                if code:
-                    return code
-    rows = _results(config)
-    _, spent, full = candidate_runs(config, task, rows)
+        code = run_runs(chosen, f"adaptive round {round_index}")
+        if code:
+            return code
+    _, spent, full, _ = candidate_runs(config, task, _results(config))
     print(f"adaptive sweep: finetuning cost {spent:g} of the full grid's {full:g} ({100 * spent / full:.0f}%)", file=sys.stderr)
     return 0
