@@ -83,3 +83,4 @@ def test_stage_clock_adds_the_time_of_a_resumed_run_to_the_killed_one(tmp_path):
         pass
     assert resumed.wall["pretrain"] >= 0.1 and set(resumed.wall) == set(resumed.cpu) == {"pretrain", "fit"}
     assert StageClock(tmp_path).wall == resumed.wall
+    assert StageClock(tmp_path).total() >= sum(resumed.wall.values())

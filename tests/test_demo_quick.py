@@ -64,6 +64,9 @@ def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     check_finetuned_checkpoints_follow_the_rule(rows, summary)
     assert summary["held_out_checkpoints"], "the truth must rest on checkpoints the fit never saw"
     check_onsets_are_read_from_the_rows(sweep, summary)
+    stages = summary["stage_seconds"]
+    assert set(stages) == set(summary["stage_cpu_seconds"]) == {"pretrain", "score", "finetune", "fit", "report"}
+    assert all(seconds > 0 for seconds in stages.values()) and sum(stages.values()) <= summary["wall_seconds"]
     rung = QUICK.rungs[0]
     assert len(rows) == len(rung.checkpoint_steps) + len(summary["finetuned_checkpoints"]) * len(QUICK.amounts) * QUICK.subsets
 

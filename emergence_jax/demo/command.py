@@ -121,6 +121,11 @@ class StageClock:
         saved = read_json(self.path, what="demo stage times") if self.path.exists() else {}
         self.wall: dict[str, float] = dict(saved.get("wall", {}))
         self.cpu: dict[str, float] = dict(saved.get("cpu", {}))
+        self._before, self._started = float(saved.get("total_wall", 0.0)), time.perf_counter()
+
+    def total(self) -> float:
+        """Wall seconds of every invocation so far (a killed one up to its last finished stage)."""
+        return self._before + time.perf_counter() - self._started
 
     @contextlib.contextmanager
     def stage(self, name: str):
@@ -128,7 +133,7 @@ class StageClock:
         yield
         self.wall[name] = self.wall.get(name, 0.0) + time.perf_counter() - wall
         self.cpu[name] = self.cpu.get(name, 0.0) + time.process_time() - cpu
-        write_json(self.path, {"wall": self.wall, "cpu": self.cpu}, indent=1)
+        write_json(self.path, {"wall": self.wall, "cpu": self.cpu, "total_wall": self.total()}, indent=1)
 
 
 def _fewshot_stage(settings, out: Path, clock: StageClock) -> list[dict]:
@@ -247,7 +252,6 @@ def run_demo(settings, out: Path) -> dict:
     from emergence_jax.laws.sweep import sweep_from_records
     from emergence_jax.records import read_records, write_records
 
-    started = time.perf_counter()
     out = Path(out)
     _check_settings(out, settings.fingerprint())
     clock = StageClock(out)
@@ -275,12 +279,12 @@ def run_demo(settings, out: Path) -> dict:
         "likelihood": settings.likelihood,
         "settings": settings.name,
         "fit_inputs_sha256": fit_inputs,
-        "wall_seconds": previous.get("wall_seconds", 0.0) + (time.perf_counter() - started),
+        "wall_seconds": clock.total(),
     }
     with clock.stage("report"):
         write_report(out, summary, fewshot_rows, sweep, sweep.subset(np.isin(sweep.models, finetuned_models)), sweep.subset(np.isin(sweep.models, fit_models)), fit)
     summary["stage_seconds"] = dict(clock.wall)
     summary["stage_cpu_seconds"] = dict(clock.cpu)
-    summary["wall_seconds"] = previous.get("wall_seconds", 0.0) + (time.perf_counter() - started)
+    summary["wall_seconds"] = clock.total()
     write_json(out / "summary.json", summary, indent=1)
     return summary

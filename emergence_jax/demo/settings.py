@@ -71,8 +71,10 @@ def _steps(start: int, stop: int, every: int) -> tuple[int, ...]:
 # Both rungs' recall circuits form between steps 3150 and 3250 (measured, helper H, loop data
 # order: d48 few-shot 0.273 at 3150, 0.334 at 3200, 0.640 at 3250; d40 0.269 at 3200, 0.401 at
 # 3250), so checkpoints are every 50 steps from 2550 to 3700 to pin the model-free truth. The fit
-# sees only the first 40% of training (steps <= 1600, half the FLOPs of emergence): there the
-# rule finetunes the 250-step grid back from step 1500 on task documents, 900 steps at lr 3e-3
+# sees only the first 32% of training (steps <= 1280): the family reaches the truth's loss at about
+# 2.2x the FLOPs of its strongest fitted checkpoint, d48@1250 (with 40%, d48@1500 was fitted and
+# flops_ahead was 1.80, helper H). There the rule finetunes the 250-step grid back from step 1250
+# on task documents, 900 steps at lr 3e-3
 # (documents carry ~10 recall targets each; answer-only episodes could not teach recall from
 # half-way checkpoints, see demo.finetune).
 _LADDER_CHECKPOINTS = _steps(500, 2500, 250) + _steps(2550, 3700, 50) + (4000,)
@@ -92,7 +94,7 @@ DEFAULT = DemoSettings(
     finetune_every=250,
     max_finetuned=3,
     min_fit_checkpoints=2,
-    fit_fraction=0.4,
+    fit_fraction=0.32,
     form="auto",
     likelihood="beta_binomial",
     sampler=SamplerSettings(chains=4, warmup=500, samples=500, progress=False),
@@ -104,9 +106,10 @@ DEFAULT = DemoSettings(
 # run. The fit sees the first half of training (steps <= 1150): the rule finetunes the 200-step
 # grid back from step 1000 on task documents, 800 steps at lr 3e-3 (measured: step 1000 D = 256
 # 0.25, D = 2048 1.0; step 800 0.26 / 1.0; step 600 0.25 / 0.97), so D between 256 and 2048 shows
-# where E(D) crosses the fitted checkpoints. One subset per D, two checkpoints and one fixed form
-# (jump) keep it short; its NUTS needs a long warmup (with 300 warmup steps R-hat was 1.42, with
-# 700 it is 1.03).
+# where E(D) crosses the fitted checkpoints. One subset per D and one fixed form (jump) keep it
+# short. Three finetuned checkpoints (steps 1000, 800, 600: D = 1024 0.87 / 0.49 / 0.34, D = 2048
+# 1.0 at all three, helper D): with two, the fitted rows sit at two losses only and the jump
+# posterior was multimodal (R-hat 1.60-1.62, min ESS 7, sessions 11-12).
 QUICK = DemoSettings(
     name="quick",
     world=WorldSpec(task_fraction=0.5),
@@ -118,7 +121,7 @@ QUICK = DemoSettings(
     eval_episodes=250,
     heldout_sequences=500,
     finetune_every=200,
-    max_finetuned=2,
+    max_finetuned=3,
     min_fit_checkpoints=2,
     fit_fraction=0.5,
     form="jump",
