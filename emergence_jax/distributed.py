@@ -8,7 +8,8 @@ cross-process collectives (the multi-process rehearsal in the tests runs that wa
 
 Every process of a job computes the same numbers (the same batches, collectives in between), so
 results are written by process 0 alone (`is_writer`) to a path every host can read (`gs://…`, or
-a shared filesystem).
+a shared filesystem). `host_array` reads a result whose shards span hosts (e.g. sampled tokens,
+split over the batch); `broadcast_json` hands process 0's decision (a resumed state, a verdict) to all.
 """
 
 from __future__ import annotations
@@ -49,3 +50,34 @@ def barrier(name: str) -> None:
         from jax.experimental import multihost_utils
 
         multihost_utils.sync_global_devices(name)
+
+
+def host_array(x):
+    """The whole value of the `jax.Array` `x` as a numpy array on this host, also when its shards
+    live on several hosts' devices (then gathered from every process: all must call it alike)."""
+    import numpy as np
+
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def broadcast_json(obj):
+    """Process 0's `obj` (JSON-serialisable) on every process; every process must call it, and the
+    others' `obj` is ignored. With one process, `obj` itself."""
+    import json
+
+    import jax
+
+    if jax.process_count() == 1:
+        return obj
+    import numpy as np
+    from jax.experimental import multihost_utils
+
+    data = np.frombuffer(json.dumps(obj).encode(), np.uint8) if jax.process_index() == 0 else np.zeros(0, np.uint8)
+    size = int(multihost_utils.broadcast_one_to_all(np.int32(data.size)))
+    buffer = np.zeros(size, np.uint8)
+    buffer[: data.size] = data
+    return json.loads(np.asarray(multihost_utils.broadcast_one_to_all(buffer)).tobytes().decode())

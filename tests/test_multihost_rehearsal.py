@@ -174,3 +174,66 @@ def test_two_processes_killed_and_restarted_equal_one_process(inputs, tmp_path):
     for name, value in weights_one.items():
         np.testing.assert_allclose(weights_two[name], value, rtol=1e-5, atol=1e-6, err_msg=name)
     print(f"wall: 1 process {one_seconds:.1f} s; 2 processes until the kill {killed_seconds:.1f} s; restart {restart_seconds:.1f} s")
+
+
+# PassUntil on 2 processes: every process samples (its share of) each round, process 0 alone verifies
+# and writes, and the others adopt its counts. The verifier below would disagree across processes if
+# process 1 ran it, so equal states show that only process 0's verdicts count.
+PASS_UNTIL_SCRIPT = r"""
+import json, os, sys
+from emergence_jax.distributed import initialize
+if os.environ.get("JAX_NUM_PROCESSES"):
+    initialize()
+import jax
+from emergence_jax.evaluate.pass_until import run_pass_until
+
+class Sampler:
+    def sample(self, prompts, n, rng):
+        return [[str(int(v)) for v in rng.integers(0, 7, size=n)] for _ in prompts]
+
+def verify(prompt, completion):
+    return completion == ("3" if jax.process_index() == 0 else "0")
+
+state = run_pass_until(list(range(5)), Sampler(), verify, state_path=sys.argv[1], r=2, max_samples=40, round_budget=8, seed=1)
+print("STATE" + json.dumps({k: state[k] for k in ("rounds", "instances", "results")}))
+"""
+
+
+def run_processes(argv: list[str], processes: int) -> list[str]:
+    """`python ARGV` in `processes` JAX processes on localhost (8 CPU devices in all); their logs."""
+    port = free_port()
+    started = []
+    for process_id in range(processes):
+        env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": f"--xla_force_host_platform_device_count={8 // processes}"}
+        if processes > 1:
+            env |= {"JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo", "JAX_COORDINATOR_ADDRESS": f"127.0.0.1:{port}",
+                    "JAX_NUM_PROCESSES": str(processes), "JAX_PROCESS_ID": str(process_id)}
+        started.append(subprocess.Popen([sys.executable, *argv], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    return finish(started)
+
+
+def test_pass_until_state_follows_process_0_on_two_processes(tmp_path):
+    def states(logs):
+        return [json.loads(line[len("STATE"):]) for log in logs for line in log.splitlines() if line.startswith("STATE")]
+
+    one = states(run_processes(["-c", PASS_UNTIL_SCRIPT, str(tmp_path / "one.json")], 1))
+    two = states(run_processes(["-c", PASS_UNTIL_SCRIPT, str(tmp_path / "two.json")], 2))
+    assert len(one) == 1 and len(two) == 2
+    assert two[0] == two[1] == one[0]
+    assert sum(i["passes"] for i in one[0]["instances"]) > 0 and one[0]["rounds"] > 1  # verdicts mattered, over several rounds
+    assert json.loads((tmp_path / "two.json").read_text())["instances"] == one[0]["instances"]
+
+
+@pytest.mark.slow
+def test_pass_until_command_on_two_processes_equals_one(inputs, tmp_path):
+    from emergence_jax.data.builders import prepare_dataset
+
+    root, model, _, _ = inputs
+    prepare_dataset("gsm8k", data_dir=root / "tfds", manual_dir=FIXTURES / "gsm8k")
+    argv = ["-m", "emergence_jax.cli", "pass-until", "--model", str(model), "--task", "gsm8k", "--data-dir", str(root / "tfds"),
+            "--shots", "0", "--limit", "2", "--max-samples", "24", "--round-budget", "16", "--batch-size", "8", "--max-new-tokens", "3"]
+    run_processes([*argv, "--out", str(tmp_path / "one.json"), "--mesh", "fsdp=8"], 1)
+    logs = run_processes([*argv, "--out", str(tmp_path / "two.json"), "--mesh", "fsdp=-1", "--distributed"], 2)
+    one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
+    assert two["instances"] == one["instances"] and two["results"] == one["results"] and two["rounds"] == one["rounds"] > 1
+    assert "->" in logs[0] and "->" not in logs[1]  # process 0 reports (and writes); process 1 does not

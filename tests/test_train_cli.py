@@ -44,7 +44,8 @@ def test_finetune_command_trains_exports_and_appends_records(tmp_path):
     config = tmp_path / "finetune.yaml"
     config.write_text(yaml.safe_dump({
         "run_dir": str(tmp_path / "run"),
-        "model": {"path": str(model_dir), "pretrain_loss": 5.5, "name": "tiny@step1", "compute_dtype": "float32"},
+        # as configs/finetune_*.yaml run it: scanned layers (LoRA on stacked kernels), per-layer remat
+        "model": {"path": str(model_dir), "pretrain_loss": 5.5, "name": "tiny@step1", "compute_dtype": "float32", "scan_layers": True, "remat": "dots"},
         "data": {"task": "mmlu", "data_dir": str(data_dir), "num_examples": 4, "max_length": 256, "min_steps": 3},
         "optim": {"batch_size": 8, "learning_rate": 1e-3},
         "lora": {"enabled": True, "rank": 2, "targets": ["q_proj", "v_proj"]},

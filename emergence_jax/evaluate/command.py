@@ -202,11 +202,6 @@ def _evaluate(kind: str, loaded, prompts, base: dict, *, batch_size: int, max_ne
         metrics = {k: summary[k] for k in ("accuracy", "length_normalized_accuracy")}
         extras = {k: summary[k] for k in ("brier", "correct_prob", "logprob")}
         return metric_rows(base, metrics, headline="accuracy", extras=extras)
-    if kind in ("generation", "code") and jax.process_count() > 1:
-        raise UserError(
-            f"{kind} tasks sample with `models.sampling.generate`, which runs on one host; evaluate them without --distributed "
-            "(--mesh over one host's devices)"
-        )
     if kind == "generation":
         from emergence_jax.data.gsm8k_answers import extract_gsm8k_answer
         from emergence_jax.evaluate.generation import evaluate_generation, summarize_generation

@@ -53,6 +53,7 @@ def generate_completions(
     """
     import jax
 
+    from emergence_jax.distributed import host_array
     from emergence_jax.models.sampling import generate
 
     if max_new_tokens >= max_length:
@@ -67,7 +68,7 @@ def generate_completions(
         batch_rng = None
         if temperature > 0.0:
             rng, batch_rng = jax.random.split(rng)
-        new_tokens = np.asarray(
+        new_tokens = host_array(  # the whole batch on every host, also when a multi-host mesh splits it
             generate(
                 model,
                 [encoded[i] for i in indices],

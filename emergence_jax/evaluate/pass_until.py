@@ -140,7 +140,15 @@ def run_pass_until(
         raise UserError("PassUntil instance ids must be unique and one per prompt")
     settings = {"r": r, "max_samples": max_samples, "round_budget": round_budget, "seed": seed, "confidence": confidence, "instance_ids": ids}
     state_path = Path(state_path)
-    state = _load_or_init_state(state_path, settings, metadata or {})
+    multi_host = _process_count() > 1
+    if multi_host:
+        # Process 0 reads (or starts) the state and verifies; every process samples its share of each
+        # round's rows (the batch is split over the hosts' devices) and adopts process 0's counts.
+        state = _load_state_on_writer(state_path, settings, metadata or {})
+        if not _writes_files():
+            verify = _no_verdict
+    else:
+        state = _load_or_init_state(state_path, settings, metadata or {})
     instances = state["instances"]
     rounds_this_call = 0
     _report(progress, state, r, max_samples)
@@ -157,6 +165,8 @@ def run_pass_until(
                 raise RuntimeError(f"sampler returned the wrong shape: wanted {len(members)} prompts x {n} completions")
             for j, outputs in zip(members, completions):
                 _absorb(instances[j], prompts[j], outputs, verify, r)
+        if multi_host:
+            _adopt_writer_counts(instances)
         state["rounds"] += 1
         rounds_this_call += 1
         if not any(_unresolved(inst, r, max_samples) for inst in instances):
@@ -174,6 +184,43 @@ def _writes_files() -> bool:
     import sys
 
     return "jax" not in sys.modules or sys.modules["jax"].process_index() == 0
+
+
+def _process_count() -> int:
+    import sys
+
+    return 1 if "jax" not in sys.modules else sys.modules["jax"].process_count()
+
+
+def _no_verdict(prompt: Any, completion: str) -> bool:
+    """The verifier of processes other than 0 in a multi-host job: they take process 0's counts."""
+    return False
+
+
+def _load_state_on_writer(path: Path, settings: dict[str, Any], metadata: dict[str, Any]) -> dict[str, Any]:
+    """`_load_or_init_state` on process 0 (the only one that reads the state file), handed to all."""
+    from emergence_jax.distributed import broadcast_json
+
+    payload = None
+    if _writes_files():
+        try:
+            payload = {"state": _load_or_init_state(path, settings, metadata)}
+        except UserError as err:
+            payload = {"error": str(err)}
+    payload = broadcast_json(payload)
+    if "error" in payload:
+        raise UserError(payload["error"])
+    return payload["state"]
+
+
+def _adopt_writer_counts(instances: list[dict[str, Any]]) -> None:
+    """Set every instance's passes and samples to process 0's (only process 0 verifies)."""
+    from jax.experimental import multihost_utils
+
+    counts = np.asarray([[i["passes"], i["samples"]] for i in instances], np.int32)
+    counts = np.asarray(multihost_utils.broadcast_one_to_all(counts))
+    for instance, (passes, samples) in zip(instances, counts.tolist()):
+        instance["passes"], instance["samples"] = passes, samples
 
 
 def estimates_from_state(state: dict[str, Any]) -> list[PassUntilEstimate]:

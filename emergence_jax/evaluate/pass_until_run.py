@@ -30,10 +30,12 @@ class ModelSampler:
 
     `max_length` is the model's context (tokens): prompts lose tokens from the left so prompt plus
     `max_new_tokens` fits. The last batch of a call is filled up with repeats of its last row, so
-    `generate` compiles once per prompt-length bucket.
+    `generate` compiles once per prompt-length bucket. With a `mesh` (the model's), the rows are
+    split over its data axes; on a multi-host mesh each host samples its share and every host gets
+    all completions.
     """
 
-    def __init__(self, model, tokenizer, *, max_new_tokens: int, max_length: int, batch_size: int = 256, temperature: float = 1.0, add_bos: bool = True):
+    def __init__(self, model, tokenizer, *, max_new_tokens: int, max_length: int, batch_size: int = 256, temperature: float = 1.0, add_bos: bool = True, mesh=None):
         if max_new_tokens >= max_length:
             raise UserError(f"--max-new-tokens {max_new_tokens} must be below the model's context of {max_length} tokens")
         self.model = model
@@ -42,6 +44,7 @@ class ModelSampler:
         self.max_length = max_length
         self.batch_size = batch_size
         self.temperature = temperature
+        self.mesh = mesh
         self._prefix = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
         self._encoded: dict[str, list[int]] = {}
         self._decoded: dict[tuple[int, ...], str] = {}
@@ -54,8 +57,11 @@ class ModelSampler:
         return self._encoded[context]
 
     def sample(self, prompts: Sequence[Any], n: int, rng: np.random.Generator) -> list[list[str]]:
+        import contextlib
+
         import jax
 
+        from emergence_jax.distributed import host_array
         from emergence_jax.models.sampling import generate
 
         rows = [self.encode(p.context) for p in prompts for _ in range(n)]
@@ -65,11 +71,12 @@ class ModelSampler:
         for index, start in enumerate(range(0, len(rows), self.batch_size)):
             chunk = rows[start : start + self.batch_size]
             filled = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
-            new = generate(
-                self.model, filled, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                rng=jax.random.fold_in(key, index), eos_id=eos, pad_id=pad,
-            )
-            tokens_out.extend(np.asarray(new)[: len(chunk)].tolist())
+            with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
+                new = generate(
+                    self.model, filled, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
+                    rng=jax.random.fold_in(key, index), eos_id=eos, pad_id=pad,
+                )
+            tokens_out.extend(host_array(new)[: len(chunk)].tolist())
         completions = [self._text(tokens) for tokens in tokens_out]
         return [[truncate_at_stop(c, p.stop) for c in completions[i * n : (i + 1) * n]] for i, p in enumerate(prompts)]
 
@@ -149,6 +156,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import jax
     from tqdm.auto import tqdm
 
     from emergence_jax.data import tasks
@@ -157,9 +165,7 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.evaluate.pass_until import estimates_from_state, run_pass_until
     from emergence_jax.models import count_params
 
-    if args.distributed:
-        raise UserError("--distributed: pass-until samples with `models.sampling.generate`, which runs on one host; use --mesh over one host's devices")
-    mesh = mesh_from_arguments(args)
+    mesh = mesh_from_arguments(args)  # --distributed: joins the multi-host job; process 0 verifies and writes --out
     if args.task not in tasks.TASKS:
         raise UserError(f"--task {args.task}: unknown task; choose one of {', '.join(sorted(tasks.TASKS))}")
     spec = tasks.TASKS[args.task]
@@ -194,8 +200,11 @@ def run(args: argparse.Namespace) -> int:
         metadata["pretrain_loss"] = loss
     if corpus:
         metadata["loss_corpus"] = corpus
-    sampler = ModelSampler(loaded.model, loaded.tokenizer, max_new_tokens=args.max_new_tokens, max_length=loaded.max_length, batch_size=args.batch_size)
-    bar = tqdm(total=len(prompts), desc="pass-until", unit="instance")
+    sampler = ModelSampler(
+        loaded.model, loaded.tokenizer, max_new_tokens=args.max_new_tokens, max_length=loaded.max_length, batch_size=args.batch_size, mesh=mesh
+    )
+    writer = jax.process_index() == 0
+    bar = tqdm(total=len(prompts), desc="pass-until", unit="instance", disable=not writer)
 
     def progress(resolved: int, total: int, samples: int) -> None:
         bar.update(resolved - bar.n)
@@ -208,8 +217,9 @@ def run(args: argparse.Namespace) -> int:
     bar.close()
     estimates = estimates_from_state(state)
     completed = sum(e.completed for e in estimates)
-    print(
-        f"{metadata['model']} {args.task}: {completed}/{len(estimates)} instances reached {args.r} pass(es), "
-        f"{len(estimates) - completed} censored at {args.max_samples} samples; mean PassUntil {np.mean([e.estimate for e in estimates]):.3g} -> {out}"
-    )
+    if writer:
+        print(
+            f"{metadata['model']} {args.task}: {completed}/{len(estimates)} instances reached {args.r} pass(es), "
+            f"{len(estimates) - completed} censored at {args.max_samples} samples; mean PassUntil {np.mean([e.estimate for e in estimates]):.3g} -> {out}"
+        )
     return 0

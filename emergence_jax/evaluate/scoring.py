@@ -59,7 +59,8 @@ def pure_language_model(model) -> PureLanguageModel:
         cache = init_cache(model.config, groups, context_length + continuation_length, getattr(model, "dtype", jnp.float32))
         positions = jnp.maximum(jnp.cumsum(context_mask, axis=1) - 1, 0)
         context_logits, cache = model(contexts, attention_mask=context_mask, positions=positions, cache=cache)
-        cache = jax.tree.map(lambda x: jnp.repeat(x, choices, axis=0) if x.ndim else x, cache)
+        # Each context's cache once per choice, along the batch axis (axis 1 of a scanned model's stacked [layers, batch, ...] cache).
+        cache = jax.tree.map(lambda x: jnp.repeat(x, choices, axis=1 if x.ndim == 5 else 0) if x.ndim else x, cache)
         starts = jnp.sum(context_mask, axis=1, dtype=jnp.int32)
         continuation_positions = jnp.broadcast_to(
             starts[:, None, None] + jnp.arange(continuation_length, dtype=jnp.int32), continuations.shape
