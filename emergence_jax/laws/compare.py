@@ -162,7 +162,11 @@ def compare_study(repeats: int, *, chains: int = 2, warmup: int = 300, samples: 
     """Repeated comparisons of simulated families (`design`, default STUDY_FAMILY): A 0.2 nats
     before B (true E0 2.5 vs 2.3) and two independent sweeps of the same law (E0 2.4). Returns per
     repeat P(A before B) and each fit's E0 summary, and the shares that meet issue 16's criteria
-    (P ≥ 0.95 the right way; identical laws in [0.2, 0.8]). `progress(repeat_result)` after each."""
+    (P ≥ 0.95 the right way; identical laws in [0.2, 0.8]). `progress(repeat_result)` after each.
+
+    With identical laws and calibrated posteriors, P = Φ((m_A − m_B)/σ) with m_A − m_B ~ N(0, σ²),
+    so P is Uniform(0, 1) across repeats: only 60% of repeats fall in [0.2, 0.8]. 80% needs
+    posteriors about 1.5× too wide (90% intervals covering ~99%), at odds with calibration."""
     from emergence_jax.laws.fit import SamplerSettings, fit_emergence_law
     from emergence_jax.laws.sweep import sweep_from_records
 

@@ -127,5 +127,9 @@ def summarise_study(results: list[dict]) -> dict:
         "plan_over_full_width_median": float(np.median(ratio)),
         "plan_over_random_width_median": float(np.median([r["plan"]["width"] / r["random"]["width"] for r in results])),
         "coverage_90": {arm: sum(r[arm]["covers"] for r in results) / n for arm in ARMS},
-        "fits_with_r_hat_above_1.05": float(np.mean([r[arm]["r_hat_max"] > 1.05 for r in results for arm in ARMS if "r_hat_max" in r[arm]] or [np.nan])),
+        "fits_with_r_hat_above_1.05": _share([r[arm]["r_hat_max"] > 1.05 for r in results for arm in ARMS if "r_hat_max" in r[arm]]),
     }
+
+
+def _share(flags: list[bool]) -> float | None:
+    return float(np.mean(flags)) if flags else None
