@@ -1,4 +1,4 @@
-"""The bundled sweep of one default run of the session-10 demo (`emergence_jax/examples/demo_sweep.csv`):
+"""The bundled sweep of one default run of the demo (`emergence_jax/examples/demo_sweep.csv`):
 the properties the examples README claims for it, recomputed from its rows."""
 
 import re
@@ -18,7 +18,7 @@ def _rows():
 def test_bundled_demo_sweep_has_real_emergence_and_only_pre_emergence_checkpoints_finetuned():
     rows = _rows()
     fewshot = [r for r in rows if r["train_examples"] == 0]
-    assert len(fewshot) == 46  # the session-10 ladder (examples/README.md): 23 checkpoints per rung
+    assert len(fewshot) == sum(len(rung.checkpoint_steps) for rung in DEFAULT.rungs)  # the default ladder
     finetuned = {r["model"] for r in rows if r["train_examples"] > 0}
     pre = set()
     for rung in DEFAULT.rungs:
@@ -39,7 +39,23 @@ def test_bundled_demo_sweep_onset_moves_to_higher_loss_with_D():
     assert {0, max(DEFAULT.amounts)} <= set(amounts) <= {0, *DEFAULT.amounts}
     values = [onsets[D]["loss"] for D in amounts]
     assert all(b >= a for a, b in zip(values, values[1:])), values
-    assert onsets[max(amounts)]["loss"] > onsets[0]["loss"] + 0.005
+    assert onsets[max(amounts)]["loss"] > onsets[0]["loss"] + 0.05  # README: 0.091 nats
+
+
+def test_bundled_demo_sweep_finetuned_checkpoints_lie_within_the_fit_horizon():
+    """Every finetuned checkpoint lies within the default fit horizon, and the family needs at least
+    twice the strongest one's FLOPs to reach the model-free truth (README: flops_ahead 2.16)."""
+    from emergence_jax.laws.backtest import flops_ahead
+    from emergence_jax.laws.truth import model_free_truth
+
+    rows = _rows()
+    finetuned = {r["model"]: r for r in rows if r["train_examples"] > 0}
+    steps = {rung.name: rung.steps for rung in DEFAULT.rungs}
+    assert all(r["step"] <= DEFAULT.fit_fraction * steps[r["rung"]] for r in finetuned.values())
+    sweep = sweep_from_records(rows, task="kv_recall", metric="accuracy")
+    truth = model_free_truth(sweep)
+    assert truth["status"] == "located"
+    assert flops_ahead(sweep, sorted(finetuned), truth["midpoint"]) >= 2.0
 
 
 def test_examples_readme_command_selects_exactly_the_finetuned_checkpoints():
