@@ -99,3 +99,17 @@ def test_scanned_layers_match_transformers(tmp_path, arch):
     assert model.scan_layers
     logits = model(jnp.asarray(ids), attention_mask=jnp.asarray(mask))
     assert _max_diff(logits, _reference_logits(hf_model, ids, mask), mask) <= TOL
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt_neox"])
+def test_long_rows_match_transformers_through_causal_blocks(tmp_path, arch):
+    """Rows long enough for causal block skipping (3 uneven query blocks) keep HF parity."""
+    from emergence_jax.models.layers import causal_blocks
+
+    assert causal_blocks(200) == [(0, 67), (67, 134), (134, 200)]
+    extra = {"num_key_value_heads": 2} if arch == "llama" else {}
+    hf_model = tiny_hf_checkpoint(tmp_path, arch, seed=9, max_position_embeddings=256, **extra)
+    ids, mask = _inputs(seed=6, length=200)
+    mask[1, :150] = 0  # padding reaching into the last block
+    logits = load_hf_model(tmp_path, progress=False)(jnp.asarray(ids), attention_mask=jnp.asarray(mask))
+    assert _max_diff(logits, _reference_logits(hf_model, ids, mask), mask) <= TOL

@@ -43,7 +43,7 @@ class GPTNeoXAttention(nnx.Module):
         if layer_cache is not None:
             layer_cache = write_cache(layer_cache, index, k, v)
             k, v = layer_cache.key.astype(q.dtype), layer_cache.value.astype(q.dtype)
-        return self.dense(dot_product_attention(q, k, v, mask)), layer_cache
+        return self.dense(dot_product_attention(q, k, v, mask, causal=layer_cache is None)), layer_cache
 
 
 class GPTNeoXMLP(nnx.Module):
