@@ -17,7 +17,7 @@ import numpy as np
 
 from emergence_jax.laws.functions import LawSpec, parameter_names
 from emergence_jax.laws.mle import MLEResult, fit_mle
-from emergence_jax.laws.model import Frame, bound_model, latent_names, model_args, pointwise_log_likelihood_latent
+from emergence_jax.laws.model import Frame, anchor_amount, bound_model, latent_names, model_args, pointwise_log_likelihood_latent, sampling_starts
 from emergence_jax.laws.sweep import Sweep
 
 R_HAT_WARN = 1.01
@@ -26,6 +26,7 @@ DIVERGENCE_WARN = 0.005
 # Chains start in gaps whose profile log-likelihood is within this of the best (nats).
 START_GAP_LOG_LIK = 5.0
 MAX_TREE_DEPTH = 8
+TARGET_ACCEPT = 0.9
 
 
 @dataclasses.dataclass
@@ -61,11 +62,40 @@ class PosteriorFit:
 
 
 @functools.lru_cache(maxsize=16)
-def _mcmc(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int, progress: bool):
-    from numpyro.infer import MCMC, NUTS
+def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int):
+    """numpyro's NUTS kernel (`numpyro.infer.hmc.hmc`, algo="NUTS": the same kernel, step-size and
+    dense mass-matrix adaptation `MCMC(NUTS)` uses) driven by one jitted function: warmup and
+    sampling as `lax.scan`s, chains vmapped, the model's data as arguments. `numpyro.infer.MCMC`
+    re-traces and re-compiles its init and loop on every `run` (measured: a fixed ~12 s per call on
+    the 2-core machine even for 10 iterations); this compiles once per setting and padded row count.
+    Returns (sample_fn(keys [chains], z_init {site: [chains]}, args) -> (z, diverging, num_steps)
+    each [chains, samples, ...], constrain_fn(z {site: [n]}, args) -> constrained sites and
+    deterministic values)."""
+    import jax
+    from numpyro.infer.hmc import hmc
+    from numpyro.infer.util import constrain_fn, potential_energy
 
-    kernel = NUTS(bound_model(spec, finetuned), target_accept_prob=0.9, dense_mass=True, max_tree_depth=MAX_TREE_DEPTH)
-    return MCMC(kernel, num_warmup=warmup, num_samples=samples, num_chains=chains, chain_method="vectorized", progress_bar=progress, jit_model_args=True)
+    model = bound_model(spec, finetuned, sampling=True)
+
+    def potential_fn_gen(*args):
+        return lambda z: potential_energy(model, args, {}, z)
+
+    init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
+
+    def chain(key, z_init, args):
+        state = init_kernel(z_init, warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT, max_tree_depth=MAX_TREE_DEPTH, model_args=args, rng_key=key)
+
+        def step(state, _):
+            state = sample_kernel(state, model_args=args)
+            return state, (state.z, state.diverging, state.num_steps)
+
+        state, _ = jax.lax.scan(step, state, None, length=warmup)
+        _, kept = jax.lax.scan(step, state, None, length=samples)
+        return kept
+
+    sample_fn = jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
+    constrain = jax.jit(jax.vmap(lambda z, args: constrain_fn(model, args, {}, z, return_deterministic=True), in_axes=(0, None)))
+    return sample_fn, constrain
 
 
 class NUTSSampler:
@@ -79,8 +109,8 @@ class NUTSSampler:
         self.latent_names = latent_names(spec, finetuned)
 
     def _chain_starts(self, mle: MLEResult, seed: int) -> dict:
-        """Unconstrained per-chain starts: the profile optima of the best distinct gaps (within
-        START_GAP_LOG_LIK of the best), cycled, each jittered slightly."""
+        """Unconstrained per-chain starts of the plain sites: the profile optima of the best
+        distinct gaps (within START_GAP_LOG_LIK of the best), cycled, each jittered slightly."""
         ll = np.asarray(mle.gap_log_likelihoods)
         usable = np.flatnonzero(ll >= ll[0] - START_GAP_LOG_LIK)
         rng = np.random.default_rng(seed)
@@ -100,15 +130,17 @@ class NUTSSampler:
             raise ValueError("this sampler was built for a sweep " + ("with" if self.finetuned else "without") + " finetuned rows")
         frame = frame or (mle.frame if mle is not None and mle.frame is not None else Frame.from_losses(sweep.loss))
         mle = mle or fit_mle(sweep, self.spec, seed=seed, frame=frame)
-        args = model_args(sweep, frame)
-        mcmc = _mcmc(self.spec, self.finetuned, self.chains, self.warmup, self.samples, self.progress)
-        mcmc.run(jax.random.PRNGKey(seed), *args, init_params=self._chain_starts(mle, seed), extra_fields=("diverging", "num_steps"))
-        grouped = mcmc.get_samples(group_by_chain=True)
-        samples = {name: np.asarray(grouped[name], dtype=float) for name in self.names}
-        latent = {name: np.asarray(grouped[name], dtype=float) for name in self.latent_names}
-        extra = mcmc.get_extra_fields(group_by_chain=True)
-        diverging = np.asarray(extra["diverging"])
-        steps = np.asarray(extra["num_steps"])
+        args = model_args(sweep, frame, anchor_amount(sweep, self.spec))
+        sample_fn, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples)
+        starts = sampling_starts(self.spec, self.finetuned, self._chain_starts(mle, seed), args)
+        z, diverging, steps = sample_fn(jax.random.split(jax.random.PRNGKey(seed), self.chains), starts, args)
+        flat = {name: value.reshape((self.chains * self.samples,) + value.shape[2:]) for name, value in z.items()}
+        values = constrain(flat, args)
+        grouped = {name: np.asarray(value, dtype=float).reshape(self.chains, self.samples) for name, value in values.items() if name in self.names or name in self.latent_names}
+        samples = {name: grouped[name] for name in self.names}
+        latent = {name: grouped[name] for name in self.latent_names}
+        diverging = np.asarray(diverging)
+        steps = np.asarray(steps)
 
         fit = PosteriorFit(spec=self.spec, samples=samples, mle=mle, diagnostics={}, idata=None, latent=latent, frame=frame, finetuned=self.finetuned)
         log_lik = fit.pointwise_log_likelihood(sweep).reshape(self.chains, self.samples, sweep.n_rows)

@@ -23,6 +23,16 @@ checkpoint losses (robust spacing, u units):
 - floor_shift Δ (accuracy)                 ~ Normal(0, 0.05)
 - concentration φ (beta-binomial)          ~ LogNormal(log 300, 1.5)
 
+Sampling parameterisation. With finetuned rows, NUTS does not move along (E0, shift, α) directly:
+the data pin the emergence loss at the finetuned amounts, so E0 = E(D0), an extrapolation, lies on a
+curved ridge in α (a banana that needed ~120 leapfrog steps per draw and still diverged). The sampler
+instead moves along E_ref = E(D_ref) (`E_ref_std`), span = E(D_ref) − E(D_anchor) ≥ 0 (`span_std`, D_anchor the
+smallest finetuned amount between D0 and D_ref) and α, which the data identify nearly independently;
+E0 and shift follow exactly, and the priors above are kept: the model adds their log-density at the
+implied (E0, shift) plus the log-Jacobian, log 1/(1 − r(α)) with r = (g(D_anchor) − g(D0))/(g(D_ref) − g(D0)).
+E_ref's support is E0's prior box shifted by the shift, so E0 never leaves the box. The optimiser
+and the prior draws use the plain (E0, shift, α) sites; both share the one observation site.
+
 Observation: correct ~ Binomial(n_eval, p) or BetaBinomial(n_eval, p·φ, (1 − p)·φ), with p the law's
 expected accuracy clipped to [1e-6, 1 − 1e-6]. Deterministic sites give the loss-unit values E0,
 shift, amplitude (accuracy per loss unit), jump_width and temperature.
@@ -36,7 +46,7 @@ import functools
 import numpy as np
 
 from emergence_jax.errors import UserError
-from emergence_jax.laws.functions import LawSpec, parameter_names, predicted_accuracy
+from emergence_jax.laws.functions import LawSpec, law_basis, parameter_names, predicted_accuracy
 from emergence_jax.laws.sweep import Sweep
 
 PROB_EPS = 1e-6
@@ -101,12 +111,36 @@ def latent_names(spec: LawSpec, finetuned: bool) -> tuple[str, ...]:
     return tuple(SCALED[name][0] if name in SCALED else name for name in parameter_names(spec, finetuned))
 
 
-def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e0_low, e0_high, log_gap, *, spec: LawSpec, names: tuple):
+def sampling_names(spec: LawSpec, finetuned: bool) -> tuple[str, ...]:
+    """The sample sites NUTS moves along: with finetuned rows, (E_ref_std, span_std) replace
+    (E0_std, shift_std) (see the module docstring); otherwise the plain sites."""
+    names = latent_names(spec, finetuned)
+    if not finetuned:
+        return names
+    return tuple({"E0_std": "E_ref_std", "shift_std": "span_std"}.get(name, name) for name in names)
+
+
+def anchor_amount(sweep: Sweep, spec: LawSpec) -> float:
+    """D_anchor (examples): the smallest finetuning amount strictly between D0 and D_ref, or D0
+    when there is none (then r = 0 and span = shift)."""
+    amounts = np.unique(sweep.train_examples[(sweep.train_examples > spec.D0) & (sweep.train_examples < spec.D_ref)])
+    return float(amounts[0]) if amounts.size else float(spec.D0)
+
+
+def anchor_ratio(alpha, D_anchor, spec: LawSpec, xp=np):
+    """r(α) = (g(D_anchor) − g(D0)) / (g(D_ref) − g(D0)) in [0, 1): how far along the law D_anchor sits."""
+    g0 = law_basis(spec.D0, alpha, spec.law, xp)
+    return (law_basis(D_anchor, alpha, spec.law, xp) - g0) / (law_basis(spec.D_ref, alpha, spec.law, xp) - g0)
+
+
+def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e0_low, e0_high, log_gap, D_anchor, *, spec: LawSpec, names: tuple):
     """The NumPyro model. Data and data-dependent prior settings are arguments, not constants, so
-    one compiled sampler or optimiser serves every sweep with the same number of rows."""
+    one compiled sampler or optimiser serves every sweep with the same number of rows. `names` are
+    the sample sites: `latent_names` (plain) or `sampling_names` (NUTS's anchored sites)."""
     import jax.numpy as jnp
     import numpyro
     import numpyro.distributions as dist
+    from numpyro.distributions import constraints
 
     priors = {
         "E0_std": lambda: dist.Uniform(e0_low, e0_high),
@@ -119,7 +153,15 @@ def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e
         "floor_shift": lambda: dist.Normal(0.0, 0.05),
         "concentration": lambda: dist.LogNormal(float(np.log(CONCENTRATION_PRIOR_MEDIAN)), 1.5),
     }
-    latent = {name: numpyro.sample(name, priors[name]()) for name in names}
+    latent = {name: numpyro.sample(name, priors[name]()) for name in names if name not in ("E_ref_std", "span_std")}
+    if "E_ref_std" in names:
+        ratio = anchor_ratio(latent["alpha"], D_anchor, spec, jnp)
+        span = numpyro.sample("span_std", dist.ImproperUniform(constraints.positive, (), ()))
+        shift = span / (1.0 - ratio)
+        e_ref = numpyro.sample("E_ref_std", dist.ImproperUniform(constraints.interval(e0_low + shift, e0_high + shift), (), ()))
+        latent["E0_std"] = numpyro.deterministic("E0_std", e_ref - shift)
+        latent["shift_std"] = numpyro.deterministic("shift_std", shift)
+        numpyro.factor("prior_E0_shift", priors["E0_std"]().log_prob(latent["E0_std"]) + priors["shift_std"]().log_prob(shift) - jnp.log1p(-ratio))
     std_params = {("E0" if site == "E0_std" else site.removesuffix("_std")): value for site, value in latent.items()}
     for name, (site, power) in SCALED.items():
         if site in latent:
@@ -130,7 +172,54 @@ def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e
             numpyro.sample("obs", dist.Binomial(total_count=n_eval, probs=p), obs=correct)
         else:
             phi = latent["concentration"]
-            numpyro.sample("obs", dist.BetaBinomial(p * phi, (1 - p) * phi, total_count=n_eval), obs=correct)
+            numpyro.sample("obs", _beta_binomial_class()(p * phi, (1 - p) * phi, total_count=n_eval), obs=correct)
+
+
+_STIRLING_SHIFT = 4.0
+
+
+def _log_rising_excess(x, m):
+    """log Γ(x + m) − log Γ(x) − m·log x for x > 0 and counts m ≥ 0, accurate in float32: Stirling's
+    series for log Γ(y + m)/Γ(y) at y = x + 4 (three correction terms; error < 4e-8 per term), written
+    as (y + m − ½)·log1p(m/y) − m so the large parts cancel analytically, and the four-step recurrence
+    back to x."""
+    import jax.numpy as jnp
+
+    y = x + _STIRLING_SHIFT
+
+    def correction(z):
+        return 1.0 / (12.0 * z) - 1.0 / (360.0 * z**3) + 1.0 / (1260.0 * z**5)
+
+    def rising4(z):
+        return z * (z + 1.0) * (z + 2.0) * (z + 3.0)
+
+    stirling = (y + m - 0.5) * jnp.log1p(m / y) - m + correction(y + m) - correction(y)
+    return stirling + m * jnp.log(y / x) - jnp.log(rising4(x + m) / rising4(x))
+
+
+@functools.cache
+def _beta_binomial_class():
+    import jax.numpy as jnp
+    import numpyro.distributions as dist
+    from jax.scipy.special import gammaln, xlog1py, xlogy
+
+    class FastBetaBinomial(dist.BetaBinomial):
+        """numpyro's BetaBinomial with a cheaper, equally exact log_prob: the binomial log-density
+        at p = a/(a + b) plus three rising-factorial corrections (`_log_rising_excess`) instead of
+        two `betaln` (each several series evaluated under `where`). Measured in a compiled NUTS-style
+        gradient loop (4 chains × 200 rows, float32, CPU): 31.7 µs per gradient against 675.6 µs;
+        against float64 `scipy.special.betaln` the error is ≤ 0.004 nats per row for φ ≥ 3,
+        n ≤ 2000 (jax's betaln: ≤ 0.013 on the same grid)."""
+
+        def log_prob(self, value):
+            a, b, n = self.concentration1, self.concentration0, self.total_count
+            phi = a + b
+            p = a / phi
+            log_choose = gammaln(n + 1.0) - gammaln(value + 1.0) - gammaln(n - value + 1.0)
+            binomial = log_choose + xlogy(value, p) + xlog1py(n - value, -p)
+            return binomial + _log_rising_excess(a, value) + _log_rising_excess(b, n - value) - _log_rising_excess(phi, jnp.asarray(n, phi.dtype))
+
+    return FastBetaBinomial
 
 
 def padded_rows(n_rows: int) -> int:
@@ -142,8 +231,9 @@ def padded_rows(n_rows: int) -> int:
     return size
 
 
-def model_args(sweep: Sweep, frame: Frame) -> tuple:
-    """The model's positional arguments for `sweep` (float32 JAX arrays and scalars). Rows are
+def model_args(sweep: Sweep, frame: Frame, D_anchor: float = 1.0) -> tuple:
+    """The model's positional arguments for `sweep` (float32 JAX arrays and scalars; `D_anchor`
+    from `anchor_amount`, used only by the sampling sites). Rows are
     padded to `padded_rows` with zero-question rows (n_eval = correct = 0), whose log-likelihood
     is exactly 0 under both likelihoods."""
     import jax.numpy as jnp
@@ -152,14 +242,40 @@ def model_args(sweep: Sweep, frame: Frame) -> tuple:
     columns = (frame.to_std(sweep.loss), sweep.train_examples, sweep.chance, sweep.n_eval, sweep.correct)
     fill = (0.0, 0.0, 0.25, 0.0, 0.0)
     arrays = tuple(np.concatenate([np.asarray(c, float), np.full(pad, f)]) for c, f in zip(columns, fill))
-    scalars = (frame.origin, frame.scale, frame.e0_low, frame.e0_high, float(np.log(frame.gap)))
+    scalars = (frame.origin, frame.scale, frame.e0_low, frame.e0_high, float(np.log(frame.gap)), D_anchor)
     return tuple(jnp.asarray(a, dtype=jnp.float32) for a in arrays) + tuple(jnp.float32(v) for v in scalars)
 
 
 @functools.lru_cache(maxsize=32)
-def bound_model(spec: LawSpec, finetuned: bool):
-    """The model with its static settings bound (cached, so jitted callers reuse compilations)."""
-    return functools.partial(emergence_model, spec=spec, names=latent_names(spec, finetuned))
+def bound_model(spec: LawSpec, finetuned: bool, sampling: bool = False):
+    """The model with its static settings bound (cached, so jitted callers reuse compilations):
+    plain sites, or with `sampling` NUTS's anchored sites."""
+    names = sampling_names(spec, finetuned) if sampling else latent_names(spec, finetuned)
+    return functools.partial(emergence_model, spec=spec, names=names)
+
+
+@functools.lru_cache(maxsize=32)
+def _sampling_starts_fn(spec: LawSpec, finetuned: bool):
+    import jax
+    from numpyro.infer.util import constrain_fn, unconstrain_fn
+
+    plain, anchored = bound_model(spec, finetuned), bound_model(spec, finetuned, sampling=True)
+
+    def convert(z, args):
+        values = constrain_fn(plain, args, {}, z)
+        if finetuned:
+            ratio = anchor_ratio(values["alpha"], args[-1], spec, jax.numpy)
+            shift = values.pop("shift_std")
+            values["span_std"] = shift * (1.0 - ratio)
+            values["E_ref_std"] = values.pop("E0_std") + shift
+        return unconstrain_fn(anchored, args, {}, values)
+
+    return jax.jit(jax.vmap(convert, in_axes=(0, None)))
+
+
+def sampling_starts(spec: LawSpec, finetuned: bool, z_plain: dict, args: tuple) -> dict:
+    """Unconstrained starts of the plain sites ([k] each) -> the same points in NUTS's sampling sites."""
+    return {name: np.asarray(value, np.float32) for name, value in _sampling_starts_fn(spec, finetuned)(z_plain, args).items()}
 
 
 @functools.lru_cache(maxsize=32)
