@@ -28,7 +28,7 @@ def simulated_sweep(truth, seed):
 
 def test_posterior_interval_is_calibrated_over_30_simulated_sweeps():
     rng = np.random.default_rng(20241125)
-    sampler = NUTSSampler(SPEC, finetuned=True, chains=4, warmup=250, samples=250, progress=False)
+    sampler = NUTSSampler(SPEC, finetuned=True, chains=4, warmup=250, samples=250)
     covered, widths = [], []
     for trial in range(30):
         truth = {"E0": rng.uniform(2.0, 2.6), "shift": rng.uniform(0.2, 0.6), "alpha": rng.uniform(0.7, 2.0), "amplitude": rng.uniform(1.5, 5.0)}
@@ -46,7 +46,7 @@ def test_posterior_interval_is_calibrated_over_30_simulated_sweeps():
 def test_posterior_summaries_are_consistent():
     truth = {"E0": 2.3, "shift": 0.4, "alpha": 1.5, "amplitude": 3.0}
     sweep = simulated_sweep(truth, seed=7)
-    fit = fit_emergence_law(sweep, form="relu", D0=5, sampler=SamplerSettings(chains=4, warmup=250, samples=250, progress=False))
+    fit = fit_emergence_law(sweep, form="relu", D0=5, sampler=SamplerSettings(chains=4, warmup=250, samples=250))
     summary = fit.summary()
     E0 = summary["fewshot_emergence_loss"]
     assert E0["q05"] < E0["median"] < E0["q95"]

@@ -102,9 +102,9 @@ class NUTSSampler:
     """`numpyro.infer.MCMC(NUTS)` for one spec; compiled on the first sweep and reused for every
     later sweep with the same number of rows."""
 
-    def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000, progress: bool = True):
+    def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000):
         self.spec, self.finetuned = spec, finetuned
-        self.chains, self.warmup, self.samples, self.progress = chains, warmup, samples, progress
+        self.chains, self.warmup, self.samples = chains, warmup, samples
         self.names = parameter_names(spec, finetuned)
         self.latent_names = latent_names(spec, finetuned)
 
@@ -184,11 +184,10 @@ def fit_posterior(
     warmup: int = 1000,
     samples: int = 1000,
     seed: int = 0,
-    progress: bool = True,
     mle: MLEResult | None = None,
 ) -> PosteriorFit:
     """Sample the posterior of the law's parameters given the sweep (cached `NUTSSampler`)."""
-    sampler = NUTSSampler(spec, finetuned=sweep.finetuned, chains=chains, warmup=warmup, samples=samples, progress=progress)
+    sampler = NUTSSampler(spec, finetuned=sweep.finetuned, chains=chains, warmup=warmup, samples=samples)
     return sampler.run(sweep, seed=seed, mle=mle)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import sys
+import time
 import warnings
 
 import numpy as np
@@ -30,7 +32,8 @@ DEFAULT_LIKELIHOOD = "beta_binomial"
 
 @dataclasses.dataclass(frozen=True)
 class SamplerSettings:
-    """NUTS settings: chains (≥ 4 for trustworthy R-hat), warmup and kept draws per chain."""
+    """NUTS settings: chains (≥ 4 for trustworthy R-hat), warmup and kept draws per chain;
+    `progress` prints one line per form to stderr as it finishes."""
 
     chains: int = 4
     warmup: int = 1000
@@ -223,9 +226,14 @@ def fit_emergence_law(
     forms = PERFORMANCE_FORMS if form == "auto" else (form,)
     fits = {}
     for name in forms:
+        started = time.perf_counter()
         spec = make_spec(sweep, form=name, law=law, D0=D0, likelihood=likelihood, floor_shift=floor_shift)
         mle = fit_mle(sweep, spec, seed=sampler.seed, frame=frame)
-        fits[name] = fit_posterior(sweep, spec, chains=sampler.chains, warmup=sampler.warmup, samples=sampler.samples, seed=sampler.seed, progress=sampler.progress, mle=mle)
+        fits[name] = fit_posterior(sweep, spec, chains=sampler.chains, warmup=sampler.warmup, samples=sampler.samples, seed=sampler.seed, mle=mle)
+        if sampler.progress:
+            d = fits[name].diagnostics
+            print(f"  {name} form: MLE + NUTS {sampler.chains} chains x {sampler.samples} draws in {time.perf_counter() - started:.1f} s "
+                  f"(R-hat {d['r_hat_max']:.3f}, {d['divergences']} divergences, {d['mean_leapfrog_steps']:.0f} leapfrog steps per draw)", file=sys.stderr, flush=True)
     weights, comparison = stacking_weights(fits)
     top = max(weights, key=weights.get)
     for name in comparison:

@@ -39,7 +39,7 @@ def add_sampler_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--warmup", type=int, default=1000, help="NUTS warmup iterations per chain (default 1000)")
     parser.add_argument("--samples", type=int, default=1000, help="NUTS kept draws per chain (default 1000)")
     parser.add_argument("--seed", type=int, default=0, help="random seed for starts, chains and bootstrap (default 0)")
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    parser.add_argument("--no-progress", action="store_true", help="hide the per-form progress lines")
 
 
 def sampler_settings(args):
