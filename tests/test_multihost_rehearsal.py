@@ -4,8 +4,9 @@ shape on a tiny checkpoint — pretraining loss, few-shot evaluation, finetuning
 checkpoints, export, evaluation of the finetuned model — on one 8-device mesh spanning both.
 
 - Process 1 is killed mid-finetuning (right after an Orbax checkpoint) and both are restarted: the
-  run resumes from that checkpoint, and the results file equals the 1-process (8 devices) run's,
-  byte for byte; the exported weights agree to float32 rounding (gloo's cross-process reductions
+  run resumes from that checkpoint, and the results rows equal the 1-process (8 devices) run's
+  (accuracies, counts, losses exactly; the finetuned rows' brier / probability / log-probability to
+  1e-6 relative); the exported weights agree to float32 rounding (gloo's cross-process reductions
   add in another order).
 """
 
@@ -137,6 +138,22 @@ def kill_when(processes: list[subprocess.Popen], condition) -> bool:
     return False
 
 
+# Probability-valued extras of finetuned rows come from weights that gloo's cross-process gradient
+# reductions round differently (they agree to ~1e-7 relative); everything else must be identical.
+ROUNDED_COLUMNS = ("brier", "correct_prob", "logprob")
+
+
+def assert_same_rows(rows, reference):
+    assert len(rows) == len(reference)
+    for row, expected in zip(rows, reference):
+        assert row.keys() == expected.keys()
+        for key, value in expected.items():
+            if key in ROUNDED_COLUMNS and value not in (None, ""):
+                assert float(row[key]) == pytest.approx(float(value), rel=1e-6, abs=1e-9), (key, row, expected)
+            else:
+                assert row[key] == value, (key, row, expected)
+
+
 def test_two_processes_killed_and_restarted_equal_one_process(inputs, tmp_path):
     began = time.monotonic()
     finish(start(sweep_config(tmp_path / "one.yaml", tmp_path / "one", inputs), processes=1))
@@ -161,7 +178,7 @@ def test_two_processes_killed_and_restarted_equal_one_process(inputs, tmp_path):
     logs = finish(start(config, processes=2))
     restart_seconds = time.monotonic() - began
 
-    assert (tmp_path / "two" / "results.csv").read_text() == (tmp_path / "one" / "results.csv").read_text()
+    assert_same_rows(read_records(tmp_path / "two" / "results.csv"), reference)
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps.count(1) == steps.count(2) == 1 and steps[-1] == 6, steps  # resumed after step 2, not restarted
     assert "now:" not in logs[1]  # only process 0 prints the progress table
