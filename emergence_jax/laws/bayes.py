@@ -89,9 +89,10 @@ def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, sam
             state = sample_kernel(state, model_args=args)
             return state, (state.z, state.diverging, state.num_steps)
 
-        state, _ = jax.lax.scan(step, state, None, length=warmup)
-        _, kept = jax.lax.scan(step, state, None, length=samples)
-        return kept
+        # one scan over warmup and sampling (the kernel adapts while state.i < warmup): one copy of
+        # the NUTS program to compile, not two; the warmup part of the trace is dropped
+        _, trace = jax.lax.scan(step, state, None, length=warmup + samples)
+        return jax.tree.map(lambda x: x[warmup:], trace)
 
     sample_fn = jax.jit(jax.vmap(chain, in_axes=(0, 0, None)))
     constrain = jax.jit(jax.vmap(lambda z, args: constrain_fn(model, args, {}, z, return_deterministic=True), in_axes=(0, None)))

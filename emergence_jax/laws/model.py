@@ -27,7 +27,7 @@ Sampling parameterisation. With finetuned rows, NUTS does not move along (E0, sh
 the data pin the emergence loss at the finetuned amounts, so E0 = E(D0), an extrapolation, lies on a
 curved ridge in α (a banana that needed ~120 leapfrog steps per draw and still diverged). The sampler
 instead moves along E_ref = E(D_ref) (`E_ref_std`), span = E(D_ref) − E(D_anchor) ≥ 0 (`span_std`, D_anchor the
-smallest finetuned amount between D0 and D_ref) and α, which the data identify nearly independently;
+smallest finetuned amount between D0 and D_ref where the data show emergence) and α, which the data identify nearly independently;
 E0 and shift follow exactly, and the priors above are kept: the model adds their log-density at the
 implied (E0, shift) plus the log-Jacobian, log 1/(1 − r(α)) with r = (g(D_anchor) − g(D0))/(g(D_ref) − g(D0)).
 E_ref's support is E0's prior box shifted by the shift, so E0 never leaves the box. The optimiser
@@ -121,10 +121,17 @@ def sampling_names(spec: LawSpec, finetuned: bool) -> tuple[str, ...]:
 
 
 def anchor_amount(sweep: Sweep, spec: LawSpec) -> float:
-    """D_anchor (examples): the smallest finetuning amount strictly between D0 and D_ref, or D0
-    when there is none (then r = 0 and span = shift)."""
-    amounts = np.unique(sweep.train_examples[(sweep.train_examples > spec.D0) & (sweep.train_examples < spec.D_ref)])
-    return float(amounts[0]) if amounts.size else float(spec.D0)
+    """D_anchor (examples): the smallest finetuning amount strictly between D0 and D_ref at which
+    some row is ≥ 3 binomial SE above chance (its emergence loss is then pinned by the data, so the
+    span to D_ref is too); the largest such amount when none has emerged; D0 when there is none
+    (then r = 0 and span = shift)."""
+    inside = (sweep.train_examples > spec.D0) & (sweep.train_examples < spec.D_ref)
+    amounts = np.unique(sweep.train_examples[inside])
+    if not amounts.size:
+        return float(spec.D0)
+    se = np.sqrt(sweep.chance * (1 - sweep.chance) / np.maximum(sweep.n_eval, 1))
+    emerged = inside & (sweep.accuracy >= sweep.chance + 3 * se)
+    return float(np.min(sweep.train_examples[emerged])) if emerged.any() else float(amounts[-1])
 
 
 def anchor_ratio(alpha, D_anchor, spec: LawSpec, xp=np):
