@@ -1,5 +1,6 @@
-"""Bayesian fit of an emergence law: `numpyro.infer.MCMC` with NUTS on the one model of
-`laws.model` (likelihood and priors are documented there).
+"""Bayesian fit of an emergence law: numpyro's NUTS kernel on the one model of `laws.model`
+(likelihood, priors and the sampling sites are documented there), in one compiled program per
+setting and row count (`_compiled_nuts`; `bench fit` times it beside `numpyro.infer.MCMC`).
 
 Chains run vectorised, start in different gaps between checkpoints (the best gaps of the
 maximum-likelihood E0 profile), and one compiled sampler serves every sweep with the same number of
@@ -100,8 +101,8 @@ def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, sam
 
 
 class NUTSSampler:
-    """`numpyro.infer.MCMC(NUTS)` for one spec; compiled on the first sweep and reused for every
-    later sweep with the same number of rows."""
+    """NUTS for one spec; compiled on the first sweep and reused for every later sweep with the
+    same padded number of rows."""
 
     def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000):
         self.spec, self.finetuned = spec, finetuned
