@@ -94,7 +94,8 @@ def model_checks(fit, sweep: Sweep, *, seed: int = 0) -> dict:
             problems.append(f"posterior predictive: rows at D={int(D)} are systematically {'above' if mean > 0 else 'below'} the fitted curve (mean standardised residual {mean:+.2f}, z {z:+.1f})")
     outliers = float(np.mean(np.abs(rows["residual"]) > 3))
     if outliers > 0.05:
-        problems.append(f"posterior predictive: {100 * outliers:.0f}% of rows are more than 3 predictive SDs off (over-dispersion not captured; try --likelihood beta_binomial)")
+        remedy = "try --likelihood beta_binomial" if posterior.spec.likelihood == "binomial" else "the law's form does not follow these rows; look at checks.png"
+        problems.append(f"posterior predictive: {100 * outliers:.0f}% of rows are more than 3 predictive SDs off (over-dispersion not captured; {remedy})")
     from scipy import stats
 
     ks = stats.kstest(rows["pit"], "uniform")
