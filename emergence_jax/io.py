@@ -361,6 +361,22 @@ def read_text(path: str | os.PathLike, *, max_bytes: int = DEFAULT_MAX_BYTES, wh
     return decode_utf8(read_bytes(path, max_bytes=max_bytes, what=what), source=str(path))
 
 
+def read_csv_table(path: str | os.PathLike, *, required: tuple[str, ...], what: str, fix: str) -> list[tuple[int, dict]]:
+    """A small CSV table (a candidates list, a loss table) read through `read_text` (regular file,
+    bounded, UTF-8): [(physical line, row dict)], after checking every `required` column is in the
+    header (`fix` says what the table needs)."""
+    import csv
+    import io as _stringio
+
+    text = read_text(path, what=what)
+    reader = csv.DictReader(_stringio.StringIO(text, newline=""))
+    header = reader.fieldnames or []
+    for column in required:
+        if column not in header:
+            raise UserError(f"{path}: missing column '{column}'; {fix}")
+    return [(reader.line_num, row) for row in reader]
+
+
 # ---------------------------------------------------------------------------------------------------
 # Locked appends
 

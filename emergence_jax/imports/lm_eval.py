@@ -26,13 +26,13 @@ seed, params, tokens, flops, step. Every malformed file is a one-line `UserError
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import re
 from pathlib import Path
 
 from emergence_jax.errors import UserError
+from emergence_jax.io import read_csv_table
 
 ACCURACY_METRICS = ("acc", "acc_norm", "exact_match", "em", "mc1")
 LOSS_TABLE_COLUMNS = ("loss_corpus", "train_examples", "seed", "params", "tokens", "flops", "step")
@@ -62,25 +62,17 @@ def find_results_files(paths: list[str]) -> list[Path]:
 def read_loss_table(path: str) -> dict[str, dict]:
     """model id -> {'pretrain_loss': float, optional columns}, from a CSV with columns model,
     pretrain_loss[, loss_corpus, train_examples, seed, params, tokens, flops, step]."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: loss table not found; --loss-from needs a CSV with columns model,pretrain_loss")
-    with path.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for column in ("model", "pretrain_loss"):
-            if column not in header:
-                raise UserError(f"{path}: missing column '{column}'; the loss table needs columns model,pretrain_loss")
-        table = {}
-        for line, row in enumerate(reader, start=2):
-            model = (row.get("model") or "").strip()
-            if not model:
-                raise UserError(f"{path}: line {line}: empty model id")
-            if model in table:
-                raise UserError(f"{path}: line {line}: model {model!r} appears twice; keep one row per model")
-            entry = {"pretrain_loss": row.get("pretrain_loss")}
-            entry.update({c: row[c] for c in LOSS_TABLE_COLUMNS if row.get(c) not in (None, "")})
-            table[model] = entry
+    rows = read_csv_table(path, required=("model", "pretrain_loss"), what="loss table", fix="--loss-from needs a CSV with columns model,pretrain_loss")
+    table = {}
+    for line, row in rows:
+        model = (row.get("model") or "").strip()
+        if not model:
+            raise UserError(f"{path}: line {line}: empty model id")
+        if model in table:
+            raise UserError(f"{path}: line {line}: model {model!r} appears twice; keep one row per model")
+        entry = {"pretrain_loss": row.get("pretrain_loss")}
+        entry.update({c: row[c] for c in LOSS_TABLE_COLUMNS if row.get(c) not in (None, "")})
+        table[model] = entry
     if not table:
         raise UserError(f"{path}: the loss table has no rows")
     return table

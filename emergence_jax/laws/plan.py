@@ -203,23 +203,13 @@ def _refit(state: _State, refit, max_draws: int, scenarios: int, rng) -> tuple[_
 def read_candidates(path: str, *, done: list[dict], n_eval: int, chance: float, shots: int) -> tuple[list[Candidate], list[dict]]:
     """Candidates CSV (model, pretrain_loss, train_examples[, cost, n_eval]) minus runs already in
     `done` (results rows): (candidates, skipped rows)."""
-    import csv
-    from pathlib import Path
+    from emergence_jax.io import read_csv_table
 
-    p = Path(path)
-    if not p.is_file():
-        raise UserError(f"{p}: candidates file not found")
-    with p.open(newline="", encoding="utf-8") as handle:
-        reader = csv.DictReader(handle)
-        header = reader.fieldnames or []
-        for column in ("model", "pretrain_loss", "train_examples"):
-            if column not in header:
-                raise UserError(f"{p}: missing column '{column}'; candidates need model,pretrain_loss,train_examples[,cost]")
-        raw = list(enumerate(reader, start=2))
+    raw = read_csv_table(path, required=("model", "pretrain_loss", "train_examples"), what="candidates file", fix="candidates need model,pretrain_loss,train_examples[,cost]")
     done_keys = {(r["model"], int(r["train_examples"])) for r in done} | {(round(float(r["pretrain_loss"]), 9), int(r["train_examples"])) for r in done}
     out, skipped, seen = [], [], set()
     for line, row in raw:
-        where = f"{p}: line {line}"
+        where = f"{path}: line {line}"
         try:
             loss = float(row["pretrain_loss"])
             D = float(row["train_examples"])
