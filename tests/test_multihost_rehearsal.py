@@ -254,3 +254,68 @@ def test_pass_until_command_on_two_processes_equals_one(inputs, tmp_path):
     one, two = (json.loads((tmp_path / name).read_text()) for name in ("one.json", "two.json"))
     assert two["instances"] == one["instances"] and two["results"] == one["results"] and two["rounds"] == one["rounds"] > 1
     assert "->" in logs[0] and "->" not in logs[1]  # process 0 reports (and writes); process 1 does not
+
+
+# `emergence-jax evaluate` with a spy on `generate`: per call, the batch shape and the rows of new
+# tokens that this process's devices hold (where XLA computed them), with their tokens.
+GENERATION_SCRIPT = r"""
+import json, sys
+import numpy as np
+import emergence_jax.models.sampling as sampling
+from emergence_jax.cli import main
+
+calls, original = [], sampling.generate
+
+def spy(*args, **kwargs):
+    new = original(*args, **kwargs)
+    here = {}
+    for shard in new.addressable_shards:
+        rows = range(*shard.index[0].indices(new.shape[0]))
+        here.update(zip(rows, np.asarray(shard.data).tolist()))
+    calls.append({"shape": list(new.shape), "rows": here})
+    return new
+
+sampling.generate = spy
+code = main(sys.argv[1:])
+print("CALLS" + json.dumps(calls))
+sys.exit(code)
+"""
+
+
+@pytest.mark.slow
+def test_evaluate_generation_on_two_processes_splits_the_batches_and_equals_one(inputs, tmp_path):
+    """GSM8K `evaluate --distributed` on 2 processes: each process generates only its half of every
+    batch (its devices hold half the rows), the halves together are the 1-process run's tokens,
+    and the results file (written by process 0 alone) equals the 1-process one row for row."""
+    from emergence_jax.data.builders import prepare_dataset
+
+    def calls(log):
+        [line] = [line for line in log.splitlines() if line.startswith("CALLS")]
+        return [(c["shape"], {int(row): tokens for row, tokens in c["rows"].items()}) for c in json.loads(line[len("CALLS"):])]
+
+    root, model, _, _ = inputs
+    prepare_dataset("gsm8k", data_dir=root / "tfds", manual_dir=FIXTURES / "gsm8k")
+    argv = ["-c", GENERATION_SCRIPT, "evaluate", "--model", str(model), "--task", "gsm8k", "--data-dir", str(root / "tfds"),
+            "--split", "train", "--shots", "0", "--limit", "10", "--batch-size", "8", "--max-new-tokens", "6",
+            "--pretrain-loss", "2.5", "--mesh", "fsdp=-1"]
+    began = time.monotonic()
+    [one] = run_processes([*argv, "--out", str(tmp_path / "one.csv")], 1)
+    one_seconds = time.monotonic() - began
+    began = time.monotonic()
+    two = run_processes([*argv, "--out", str(tmp_path / "two.csv"), "--distributed"], 2)
+    two_seconds = time.monotonic() - began
+
+    reference = read_records(tmp_path / "one.csv")
+    assert [(r["metric"], r["n_eval"]) for r in reference] == [("exact_match", 10)]
+    assert read_records(tmp_path / "two.csv") == reference  # one row: process 1 appended nothing
+    one_calls, (first, second) = calls(one), (calls(log) for log in two)
+    # 10 prompts in batches of 8 rows (the last filled up): 2 generate calls on every process.
+    assert [shape for shape, _ in one_calls] == [shape for shape, _ in first] == [shape for shape, _ in second] == [[8, 6]] * 2
+    generated = []
+    for (_, whole), (_, rows_0), (_, rows_1) in zip(one_calls, first, second, strict=True):
+        assert sorted(whole) == list(range(8))  # one process holds every row
+        assert len(rows_0) == len(rows_1) == 4 and sorted(rows_0 | rows_1) == list(range(8))  # two hold half each
+        assert rows_0 | rows_1 == whole
+        generated += [whole[row] for row in sorted(whole)]
+    assert len({tuple(tokens) for tokens in generated[:10]}) > 1  # the prompts' completions differ: tokens were compared
+    print(f"wall: 1 process {one_seconds:.1f} s; 2 processes {two_seconds:.1f} s")

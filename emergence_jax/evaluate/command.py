@@ -208,7 +208,7 @@ def _evaluate(kind: str, loaded, prompts, base: dict, *, batch_size: int, max_ne
 
         outcomes = evaluate_generation(
             loaded.model, loaded.tokenizer, prompts, extract_answer=extract_gsm8k_answer,
-            max_new_tokens=max_new_tokens, max_length=loaded.max_length, batch_size=batch_size, progress=progress,
+            max_new_tokens=max_new_tokens, max_length=loaded.max_length, batch_size=batch_size, mesh=loaded.mesh, progress=progress,
         )
         return metric_rows(base, summarize_generation(outcomes), headline="exact_match")
     if kind == "code":
@@ -216,7 +216,7 @@ def _evaluate(kind: str, loaded, prompts, base: dict, *, batch_size: int, max_ne
 
         outcomes = evaluate_programs(
             loaded.model, loaded.tokenizer, prompts,
-            max_new_tokens=max_new_tokens, max_length=loaded.max_length, batch_size=batch_size, progress=progress,
+            max_new_tokens=max_new_tokens, max_length=loaded.max_length, batch_size=batch_size, mesh=loaded.mesh, progress=progress,
         )
         return metric_rows(base, summarize_programs(outcomes), headline="strict_accuracy")
     raise UserError(f"task kind {kind!r} has no evaluation; expected multiple_choice, generation or code")

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from emergence_jax.errors import UserError
-from emergence_jax.evaluate.generation import truncate_at_stop
+from emergence_jax.evaluate.generation import encode_prompt, generate_tokens, prompt_budget, truncate_at_stop
 from emergence_jax.evaluate.pass_until import Verifier
 
 
@@ -29,61 +29,44 @@ class ModelSampler:
     """Samples completions from a model with the KV cache, `batch_size` rows per `generate` call.
 
     `max_length` is the model's context (tokens): prompts lose tokens from the left so prompt plus
-    `max_new_tokens` fits. The last batch of a call is filled up with repeats of its last row, so
-    `generate` compiles once per prompt-length bucket. With a `mesh` (the model's), the rows are
-    split over its data axes; on a multi-host mesh each host samples its share and every host gets
-    all completions.
+    `max_new_tokens` fits. Batching is `generation.generate_tokens`: the last batch of a call is
+    filled up with repeats of its last row, so `generate` compiles once per prompt-length bucket;
+    with a `mesh` (the model's), the rows are split over its data axes, and on a multi-host mesh
+    each host samples its share and every host gets all completions.
     """
 
     def __init__(self, model, tokenizer, *, max_new_tokens: int, max_length: int, batch_size: int = 256, temperature: float = 1.0, add_bos: bool = True, mesh=None):
-        if max_new_tokens >= max_length:
-            raise UserError(f"--max-new-tokens {max_new_tokens} must be below the model's context of {max_length} tokens")
         self.model = model
         self.tokenizer = tokenizer
         self.max_new_tokens = max_new_tokens
         self.max_length = max_length
         self.batch_size = batch_size
         self.temperature = temperature
+        self.add_bos = add_bos
         self.mesh = mesh
-        self._prefix = [tokenizer.bos_id] if add_bos and tokenizer.bos_id is not None else []
+        self._budget = prompt_budget(max_length, max_new_tokens)
         self._encoded: dict[str, list[int]] = {}
         self._decoded: dict[tuple[int, ...], str] = {}
 
     def encode(self, context: str) -> list[int]:
         """Prompt token ids exactly as sampling feeds them (BOS, left-truncated)."""
         if context not in self._encoded:
-            ids = self._prefix + list(self.tokenizer.encode(context))
-            self._encoded[context] = ids[-(self.max_length - self.max_new_tokens) :]
+            self._encoded[context] = encode_prompt(self.tokenizer, context, self._budget, add_bos=self.add_bos)
         return self._encoded[context]
 
     def sample(self, prompts: Sequence[Any], n: int, rng: np.random.Generator) -> list[list[str]]:
-        import contextlib
-
         import jax
 
-        from emergence_jax.distributed import host_array
-        from emergence_jax.models.sampling import generate
-
         rows = [self.encode(p.context) for p in prompts for _ in range(n)]
-        key = jax.random.key(int(rng.integers(2**63 - 1)))
-        eos, pad = self.tokenizer.eos_id, self.tokenizer.pad_id if self.tokenizer.pad_id is not None else 0
-        tokens_out: list[list[int]] = []
-        for index, start in enumerate(range(0, len(rows), self.batch_size)):
-            chunk = rows[start : start + self.batch_size]
-            filled = chunk + [chunk[-1]] * (self.batch_size - len(chunk))
-            with contextlib.nullcontext() if self.mesh is None else jax.set_mesh(self.mesh):
-                new = generate(
-                    self.model, filled, max_new_tokens=self.max_new_tokens, temperature=self.temperature,
-                    rng=jax.random.fold_in(key, index), eos_id=eos, pad_id=pad,
-                )
-            tokens_out.extend(host_array(new)[: len(chunk)].tolist())
-        completions = [self._text(tokens) for tokens in tokens_out]
+        new_tokens = generate_tokens(
+            self.model, rows, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size, eos_id=self.tokenizer.eos_id,
+            pad_id=self.tokenizer.pad_id, temperature=self.temperature, key=jax.random.key(int(rng.integers(2**63 - 1))), mesh=self.mesh,
+        )
+        completions = [self._text(tokens) for tokens in new_tokens]
         return [[truncate_at_stop(c, p.stop) for c in completions[i * n : (i + 1) * n]] for i, p in enumerate(prompts)]
 
     def _text(self, tokens: list[int]) -> str:
-        eos = self.tokenizer.eos_id
-        if eos is not None and eos in tokens:
-            tokens = tokens[: tokens.index(eos)]
+        """The decoded text of new tokens (already cut at EOS), memoised: samples repeat."""
         key = tuple(tokens)
         if key not in self._decoded:
             self._decoded[key] = self.tokenizer.decode(tokens)

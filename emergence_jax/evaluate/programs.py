@@ -73,13 +73,15 @@ def evaluate_programs(
     add_bos: bool = True,
     time_limit_s: float = 4.0,
     memory_limit_mb: int = 512,
+    mesh=None,
     progress: bool = False,
 ) -> list[ProgramOutcome]:
-    """Greedy programs for every prompt, each run against its test cases in the sandbox."""
+    """Greedy programs for every prompt, each run against its test cases in the sandbox. With a
+    `mesh` (the model's), each host of a multi-host job generates its share of the batches."""
     check_jail()  # a machine that cannot jail programs fails here, before generating any
     completions = generate_completions(
         model, tokenizer, [p.context for p in prompts], [p.stop for p in prompts],
-        max_new_tokens=max_new_tokens, max_length=max_length, batch_size=batch_size, add_bos=add_bos, progress=progress,
+        max_new_tokens=max_new_tokens, max_length=max_length, batch_size=batch_size, add_bos=add_bos, mesh=mesh, progress=progress,
     )
     programs = [program_from_completion(c) for c in completions]
     return run_programs(programs, prompts, time_limit_s=time_limit_s, memory_limit_mb=memory_limit_mb, progress=progress)
