@@ -8,6 +8,8 @@ checkpoints, export, evaluation of the finetuned model — on one 8-device mesh 
   (accuracies, counts, losses exactly; the finetuned rows' brier / probability / log-probability to
   1e-6 relative); the exported weights agree to float32 rounding (gloo's cross-process reductions
   add in another order).
+- PassUntil and GSM8K evaluation on 2 processes: each process generates only its share of every
+  batch, and the states / results rows equal the 1-process run's.
 """
 
 import json
