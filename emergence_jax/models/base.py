@@ -50,7 +50,9 @@ class CausalLM(nnx.Module):
     `0..length-1` as in transformers; `segment_ids` `[batch, length]` (packed rows) keep each token's
     attention inside its own segment. With `cache=` (from `init_cache`) the call appends the tokens
     to the cache and returns `(logits, cache)`, for incremental decoding. `remat` ("none", "full",
-    "dots") rematerialises each decoder layer in the backward pass.
+    "dots") rematerialises each decoder layer in the backward pass. `logits_to_keep` > 0 returns
+    logits for the last that many positions only, as transformers' argument of that name (a
+    prefill that samples from its last position skips most of the output projection).
     """
 
     config: Any
@@ -70,6 +72,7 @@ class CausalLM(nnx.Module):
         segment_ids: jax.Array | None = None,
         cache: KVCache | None = None,
         remat: str = "none",
+        logits_to_keep: int = 0,
     ):
         embed, final_norm, head = self.parts()
         batch, length = input_ids.shape
@@ -83,6 +86,8 @@ class CausalLM(nnx.Module):
             x, new_layers = self._scanned(x, cos, sin, mask, cache, index, remat)
         else:
             x, new_layers = self._looped(x, cos, sin, mask, cache, index, remat)
+        if logits_to_keep:
+            x = x[:, -logits_to_keep:]
         x = final_norm(x)
         logits = embed.attend(x) if head is None else head(x)
         logits = constrain(logits, ("batch", "length", "act_vocab")).astype(jnp.float32)
@@ -131,10 +136,10 @@ class CausalLM(nnx.Module):
             state, i = xs
             layer_cache = LayerCache(keys[i], values[i])
             x, layer_cache = apply(state, x, layer_cache)
-            new_k = jax.lax.dynamic_slice_in_dim(layer_cache.key, index, length, axis=1)
-            new_v = jax.lax.dynamic_slice_in_dim(layer_cache.value, index, length, axis=1)
-            keys = jax.lax.dynamic_update_slice(keys, new_k[None], (i, 0, index, 0, 0))
-            values = jax.lax.dynamic_update_slice(values, new_v[None], (i, 0, index, 0, 0))
+            new_k = jax.lax.dynamic_slice_in_dim(layer_cache.key, index, length, axis=2)
+            new_v = jax.lax.dynamic_slice_in_dim(layer_cache.value, index, length, axis=2)
+            keys = jax.lax.dynamic_update_slice(keys, new_k[None], (i, 0, 0, index, 0))
+            values = jax.lax.dynamic_update_slice(values, new_v[None], (i, 0, 0, index, 0))
             return (x, keys, values), None
 
         layer_ids = jnp.arange(self.config.num_layers)

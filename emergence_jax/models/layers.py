@@ -229,10 +229,20 @@ def dot_product_attention(q: jax.Array, k: jax.Array, v: jax.Array, mask: jax.Ar
 @jax.tree_util.register_dataclass
 @dataclasses.dataclass
 class LayerCache:
-    """Keys and values of one layer, `[batch, max_length, kv_heads, head_dim]`."""
+    """Keys and values of one layer, `[batch, kv_heads, max_length, head_dim]`.
+
+    Heads come before slots so that attention over the cache is a plain batched matmul over
+    `(batch, kv_heads)`: with slots first, XLA:CPU transposed the whole cache (8 copies of 8 MB at
+    the sampling bench's size) on every decode step, 37% of its time.
+    """
 
     key: jax.Array
     value: jax.Array
+
+    def keys_values(self, dtype) -> tuple[jax.Array, jax.Array]:
+        """Keys and values as `dot_product_attention` takes them, `[b, max_length, kv_heads, d]`
+        (XLA folds this transpose into the attention matmuls)."""
+        return jnp.swapaxes(self.key, 1, 2).astype(dtype), jnp.swapaxes(self.value, 1, 2).astype(dtype)
 
 
 @jax.tree_util.register_dataclass
@@ -260,8 +270,8 @@ def init_cache(config, batch: int, max_length: int, dtype=jnp.float32, *, stacke
     `stacked` holds all layers in one `[num_layers, ...]` pair of arrays, the layout a scanned model
     updates in place (either layout works with either model).
     """
-    shape = (batch, max_length, config.kv_heads, config.head_dim)
-    names = ("batch", "cache_length", "act_kv_heads", None)
+    shape = (batch, config.kv_heads, max_length, config.head_dim)
+    names = ("batch", "act_kv_heads", "cache_length", None)
     if stacked:
         stacked_names = ("layers", *names)
         zeros = jnp.zeros((config.num_layers, *shape), dtype)
@@ -306,8 +316,8 @@ def attention_mask_and_cache(
 
 def write_cache(layer: LayerCache, index: jax.Array, k: jax.Array, v: jax.Array) -> LayerCache:
     """Store new keys/values `[b, t, kv_heads, d]` at slot `index` of a layer's cache."""
-    key = jax.lax.dynamic_update_slice(layer.key, k.astype(layer.key.dtype), (0, index, 0, 0))
-    value = jax.lax.dynamic_update_slice(layer.value, v.astype(layer.value.dtype), (0, index, 0, 0))
+    key = jax.lax.dynamic_update_slice(layer.key, jnp.swapaxes(k, 1, 2).astype(layer.key.dtype), (0, 0, index, 0))
+    value = jax.lax.dynamic_update_slice(layer.value, jnp.swapaxes(v, 1, 2).astype(layer.value.dtype), (0, 0, index, 0))
     return LayerCache(key, value)
 
 

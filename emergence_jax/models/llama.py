@@ -42,7 +42,7 @@ class LlamaAttention(nnx.Module):
         v = self.v_proj(x)
         if layer_cache is not None:
             layer_cache = write_cache(layer_cache, index, k, v)
-            k, v = layer_cache.key.astype(q.dtype), layer_cache.value.astype(q.dtype)
+            k, v = layer_cache.keys_values(q.dtype)
         out = dot_product_attention(q, k, v, mask, causal=layer_cache is None)
         return self.o_proj(out), layer_cache
 

@@ -117,12 +117,32 @@ def _select(logits: jax.Array, key: jax.Array, temperature, top_p, greedy: bool,
     if nucleus:
         tau = nucleus_threshold(probs, top_p)
         probs = jnp.where(jax.lax.bitcast_convert_type(probs, jnp.int32) >= tau[:, None], probs, 0.0)
-    cumulative = jnp.cumsum(probs, axis=-1)
-    # u in (0, total): token j is chosen when cumulative[j-1] < u <= cumulative[j], so a token of
-    # probability 0 never is.
-    u = jax.random.uniform(key, (probs.shape[0], 1), minval=jnp.finfo(jnp.float32).tiny) * cumulative[:, -1:]
-    choice = jnp.sum(cumulative < u, axis=-1)
-    return jnp.minimum(choice, probs.shape[-1] - 1).astype(jnp.int32)
+    return inverse_cdf(probs, jax.random.uniform(key, (probs.shape[0],), minval=jnp.finfo(jnp.float32).tiny))
+
+
+def inverse_cdf(probs: jax.Array, uniform: jax.Array) -> jax.Array:
+    """Per row of `probs` `[batch, vocab]` (non-negative, not necessarily normalised), the token j
+    with `cumulative[j-1] < u <= cumulative[j]` for `u = uniform * total` (`uniform` `[batch]` in
+    (0, 1)), so a token of probability 0 is never chosen.
+
+    Two levels instead of a cumulative sum over the whole vocabulary (XLA:CPU lowers that to a
+    reduce-window, 2.8 ms of a 31 ms decode step at [64, 4096]): sum blocks of ~sqrt(vocab) tokens,
+    find the block where u falls, then the token inside that block.
+    """
+    batch, vocab = probs.shape
+    size = 1 << max(3, (vocab.bit_length() + 1) // 2)
+    blocks = -(-vocab // size)
+    tokens = jnp.pad(probs, ((0, 0), (0, blocks * size - vocab))).reshape(batch, blocks, size)
+    mass = jnp.sum(tokens, axis=-1)
+    cumulative = jnp.cumsum(mass, axis=-1)
+    u = uniform * cumulative[:, -1]
+    block = jnp.minimum(jnp.sum(cumulative < u[:, None], axis=-1), blocks - 1)
+    below = jnp.where(block > 0, jnp.take_along_axis(cumulative, jnp.maximum(block - 1, 0)[:, None], axis=-1)[:, 0], 0.0)
+    inside = jnp.take_along_axis(tokens, block[:, None, None], axis=1)[:, 0]
+    j = jnp.sum(jnp.cumsum(inside, axis=-1) < (u - below)[:, None], axis=-1)
+    # Rounding can put u past the block's own cumulative sum: then its last non-zero token.
+    last = size - 1 - jnp.argmax(inside[:, ::-1] > 0, axis=-1)
+    return (block * size + jnp.minimum(j, last)).astype(jnp.int32)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "max_new_tokens", "greedy", "nucleus", "eos", "pad_id"))
@@ -131,7 +151,7 @@ def _generate(graphdef, state, tokens, mask, rng, temperature, top_p, *, max_new
     batch, length = tokens.shape
     cache = init_cache(model.config, batch, length + max_new_tokens, model.dtype, stacked=model.scan_layers)
     positions = jnp.maximum(jnp.cumsum(mask, axis=1) - 1, 0).astype(jnp.int32)
-    logits, cache = model(tokens, attention_mask=mask, positions=positions, cache=cache)
+    logits, cache = model(tokens, attention_mask=mask, positions=positions, cache=cache, logits_to_keep=1)
     next_position = positions[:, -1] + 1
     eos_ids = jnp.asarray(eos if eos else (-1,), jnp.int32)
 
