@@ -10,6 +10,8 @@ float32 whatever the compute dtype.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 from collections.abc import Callable, Sequence
 
 import jax
@@ -71,6 +73,43 @@ def activation(name: str) -> Callable[[jax.Array], jax.Array]:
     return ACTIVATIONS[name]
 
 
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def dense(x: jax.Array, kernel: jax.Array, n_in: int) -> jax.Array:
+    """`x · kernel` over x's last `n_in` axes, with a weight gradient XLA:CPU runs as a plain matmul.
+
+    Autodiff's weight gradient contracts the token axis, the major axis of both x and the output
+    gradient; XLA:CPU then copied the output gradient transposed (for the output projection,
+    [2048, 4096] at the train bench's size) and ran the dot in Eigen at ~10 GFLOP/s instead of its
+    matmul library (YNNPACK). Here the smaller of x and the output gradient is transposed first,
+    behind an optimisation barrier so that XLA cannot fold the transpose back into the dot; the
+    train bench's step took 23% less CPU time.
+    """
+    return jnp.tensordot(x, kernel, axes=n_in)
+
+
+def _dense_forward(x, kernel, n_in):
+    return jnp.tensordot(x, kernel, axes=n_in), (x, kernel)
+
+
+def _dense_backward(n_in, residuals, grad):
+    x, kernel = residuals
+    n_out, tokens = kernel.ndim - n_in, x.ndim - n_in
+    dx = jnp.tensordot(grad, kernel, axes=(tuple(range(tokens, grad.ndim)), tuple(range(n_in, kernel.ndim))))
+
+    def tokens_last(a):  # [tokens..., features...] -> [features..., tokens...], materialised
+        return jax.lax.optimization_barrier(jnp.transpose(a, (*range(tokens, a.ndim), *range(tokens))))
+
+    if math.prod(x.shape[tokens:]) <= math.prod(grad.shape[tokens:]):
+        dkernel = jnp.tensordot(tokens_last(x), grad, axes=tokens)
+    else:  # dkernel^T = grad^T x, then transpose the (small) weight-shaped result
+        transposed = jnp.tensordot(tokens_last(grad), x, axes=tokens)
+        dkernel = jnp.transpose(transposed, (*range(n_out, kernel.ndim), *range(n_out)))
+    return dx, dkernel.astype(kernel.dtype)
+
+
+dense.defvjp(_dense_forward, _dense_backward)
+
+
 class Dense(nnx.Module):
     """`y = x · kernel (+ bias)`, contracting the last `len(in_shape)` axes of x.
 
@@ -99,7 +138,7 @@ class Dense(nnx.Module):
         )
 
     def __call__(self, x: jax.Array) -> jax.Array:
-        y = jnp.tensordot(x.astype(self.dtype), self.kernel[...].astype(self.dtype), axes=self.n_in)
+        y = dense(x.astype(self.dtype), self.kernel[...].astype(self.dtype), self.n_in)
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
         return y

@@ -40,8 +40,11 @@ def target_token_loss(logits: jax.Array, input_ids: jax.Array, loss_mask: jax.Ar
     Position t predicts token t+1; it is scored when `loss_mask[t+1]` is 1, so prompt tokens and
     padding never contribute.
     """
-    weights = loss_mask[:, 1:].astype(jnp.float32)
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits[:, :-1].astype(jnp.float32), input_ids[:, 1:])
+    # Targets shifted left with the last position weighted 0, rather than slicing `logits[:, :-1]`:
+    # the slice copied the [batch, T, vocab] logits (and its gradient padded them back) every step.
+    weights = jnp.pad(loss_mask[:, 1:], ((0, 0), (0, 1))).astype(jnp.float32)
+    targets = jnp.roll(input_ids, -1, axis=1)
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), targets)
     return jnp.sum(nll * weights), jnp.sum(weights)
 
 
