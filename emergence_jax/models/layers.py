@@ -101,8 +101,9 @@ def _dense_backward(n_in, residuals, grad):
 
     if math.prod(x.shape[tokens:]) <= math.prod(grad.shape[tokens:]):
         dkernel = jnp.tensordot(tokens_last(x), grad, axes=tokens)
-    else:  # dkernel^T = grad^T x, then transpose the (small) weight-shaped result
-        transposed = jnp.tensordot(tokens_last(grad), x, axes=tokens)
+    else:  # dkernel^T = grad^T x, then transpose the (small) weight-shaped result (barrier: else XLA
+        # folds that transpose into the dot, and it is back to transposed operands)
+        transposed = jax.lax.optimization_barrier(jnp.tensordot(tokens_last(grad), x, axes=tokens))
         dkernel = jnp.transpose(transposed, (*range(n_out, kernel.ndim), *range(n_out)))
     return dx, dkernel.astype(kernel.dtype)
 
