@@ -66,7 +66,7 @@ def measure(args: argparse.Namespace, bench) -> None:
         kernel = NUTS(bound_model(spec, True, sampling=True), target_accept_prob=TARGET_ACCEPT, dense_mass=True, max_tree_depth=MAX_TREE_DEPTH)
         mcmc = MCMC(kernel, num_warmup=args.samples, num_samples=args.samples, num_chains=args.chains, chain_method="vectorized", progress_bar=False, jit_model_args=True)
         mcmc.run(jax.random.PRNGKey(0), *margs, init_params=starts)
-        return mcmc.get_samples()
+        return jax.block_until_ready(mcmc.get_samples())  # JAX returns before the draws exist; time the draws
 
     bench.compare("nuts sampler, one form (relu)", "draws/s", draws, ours, reference, reference_label="numpyro MCMC(NUTS)")
 

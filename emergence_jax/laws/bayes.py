@@ -125,7 +125,13 @@ class NUTSSampler:
 
     def run(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None, frame: Frame | None = None) -> PosteriorFit:
         """Sample the posterior of the law's parameters given `sweep`."""
-        import arviz as az
+        return self.launch(sweep, seed=seed, mle=mle, frame=frame)()
+
+    def launch(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None, frame: Frame | None = None):
+        """Start sampling and return a function that waits for the draws and returns the
+        PosteriorFit. JAX dispatches the compiled sampler asynchronously, so launching several
+        forms before finishing any runs them at the same time on different cores (each sampler is
+        a chain of small operations that keeps one core busy)."""
         import jax
 
         if sweep.finetuned != self.finetuned:
@@ -135,7 +141,13 @@ class NUTSSampler:
         args = model_args(sweep, frame, anchor_amount(sweep, self.spec))
         sample_fn, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples)
         starts = sampling_starts(self.spec, self.finetuned, self._chain_starts(mle, seed), args)
-        z, diverging, steps = sample_fn(jax.random.split(jax.random.PRNGKey(seed), self.chains), starts, args)
+        pending = sample_fn(jax.random.split(jax.random.PRNGKey(seed), self.chains), starts, args)
+        return functools.partial(self._finish, sweep, seed, mle, frame, args, constrain, pending)
+
+    def _finish(self, sweep: Sweep, seed: int, mle: MLEResult, frame: Frame, args: tuple, constrain, pending) -> PosteriorFit:
+        import arviz as az
+
+        z, diverging, steps = pending
         flat = {name: value.reshape((self.chains * self.samples,) + value.shape[2:]) for name, value in z.items()}
         values = constrain(flat, args)
         grouped = {name: np.asarray(value, dtype=float).reshape(self.chains, self.samples) for name, value in values.items() if name in self.names or name in self.latent_names}
@@ -176,21 +188,6 @@ def _start_E0(sampler: NUTSSampler, mle: MLEResult, seed: int, frame: Frame) -> 
     z = sampler._chain_starts(mle, seed)["E0_std"]
     u = frame.e0_low + (frame.e0_high - frame.e0_low) / (1.0 + np.exp(-z.astype(float)))
     return frame.to_loss(u)
-
-
-def fit_posterior(
-    sweep: Sweep,
-    spec: LawSpec,
-    *,
-    chains: int = 4,
-    warmup: int = 1000,
-    samples: int = 1000,
-    seed: int = 0,
-    mle: MLEResult | None = None,
-) -> PosteriorFit:
-    """Sample the posterior of the law's parameters given the sweep (cached `NUTSSampler`)."""
-    sampler = NUTSSampler(spec, finetuned=sweep.finetuned, chains=chains, warmup=warmup, samples=samples)
-    return sampler.run(sweep, seed=seed, mle=mle)
 
 
 def diagnostics_problems(diagnostics: dict) -> list[str]:
