@@ -60,6 +60,11 @@ def test_cached_decoding_equals_full_forward(tmp_path):
         logits, cache = model(ids[:, t : t + 1], cache=cache)
         steps.append(logits)
     np.testing.assert_allclose(np.concatenate(steps, axis=1), full, atol=1e-5)
+    # The cache is [batch, kv_heads, slots, head_dim]; a prefill keeping only its last logits
+    # (as `generate` does) gives the full call's last position.
+    assert cache.layers[0].key.shape == (2, 2, 16, model.config.head_dim)
+    last, _ = model(ids[:, :6], cache=init_cache(model.config, 2, 16), logits_to_keep=1)
+    np.testing.assert_allclose(last, first[:, -1:], atol=1e-6)
 
 
 def test_sampling_is_seeded_and_top_p_limits_choices(tmp_path):

@@ -11,6 +11,7 @@ Configs (`emergence_jax.models.config`), frozen dataclasses:
 Models: `Llama(config, dtype=, param_dtype=, rngs=)` and `GPTNeoX(...)`, both `CausalLM`:
     model(input_ids[b, t], *, attention_mask=None, positions=None) -> float32 logits [b, t, vocab]
     model(input_ids, *, attention_mask=, positions=, cache=cache) -> (logits, cache)
+    model(..., logits_to_keep=n) -> logits of the last n positions only (n = 0: all), as transformers
   `attention_mask` is 1 for real tokens, 0 for padding; `positions` default to 0..t-1 (as in
   transformers; pass `cumsum(mask) - 1` for left-padded rows). `param_dtype` is the storage dtype
   of the weights (float32 by default), `dtype` the compute dtype (e.g. bfloat16 on accelerators);
