@@ -175,3 +175,16 @@ def test_beta_binomial_log_density_matches_scipy_at_the_extremes():
     reference = stats.betabinom.logpmf(k, n, a.astype(float), b.astype(float))
     assert np.all(got <= 1e-3), "a probability mass above 1"
     assert np.max(np.abs(got - reference)) <= 0.01, rows[int(np.argmax(np.abs(got - reference)))]
+
+
+def test_overlap_warnings_name_E0_and_an_unpinned_exponent():
+    from emergence_jax.laws.checks import overlap_problems
+
+    pinned = {"E0": 0.05, "shift": 0.09, "alpha": 0.22, "amplitude": 0.11}
+    assert overlap_problems(pinned, located=True) == []
+    loose_alpha = overlap_problems({**pinned, "alpha": 0.8}, located=True)
+    assert len(loose_alpha) == 1 and "exponent alpha is 0.80" in loose_alpha[0] and "plan" in loose_alpha[0]
+    both = overlap_problems({**pinned, "E0": 0.7, "alpha": 0.8}, located=True)
+    assert len(both) == 2 and "overlap of E0 is 0.70" in both[0]
+    assert overlap_problems({**pinned, "E0": 0.9, "alpha": 0.9}, located=False) == []  # "not emerged" says so itself
+    assert overlap_problems({"E0": 0.1, "amplitude": 0.9}, located=True) == []  # few-shot-only fits have no alpha

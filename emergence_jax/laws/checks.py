@@ -76,6 +76,25 @@ def prior_draws(fit, sweep: Sweep, *, samples: int = 4000, seed: int = 0) -> dic
     return {name: np.asarray(draws[name], float) for name in posterior.samples}
 
 
+def overlap_problems(overlap: dict[str, float], *, located: bool) -> list[str]:
+    """Warnings from the prior–posterior overlap (0 = the data moved the parameter entirely, 1 = not
+    at all): of E0 itself, and of the law's exponent α. E0 is an extrapolation along α, so when the
+    finetuning amounts barely pin α, E0's median follows α's prior. Measured on simulated jump-law
+    sweeps with 3 amounts (250/1000/4000): the log-likelihood was flat in α (posterior medians −93.5
+    to −94.2 across α bins), α's overlap 0.8, and E0's median 0.10–0.17 nats below the truth."""
+    problems = []
+    if not located:
+        return problems
+    if overlap.get("E0", 0.0) > OVERLAP_FAIL:
+        problems.append(f"prior-posterior overlap of E0 is {overlap['E0']:.2f} > {OVERLAP_FAIL}: the data say little about E0, the interval is mostly the prior's")
+    if overlap.get("alpha", 0.0) > OVERLAP_FAIL:
+        problems.append(
+            f"prior-posterior overlap of the law's exponent alpha is {overlap['alpha']:.2f} > {OVERLAP_FAIL}: the finetuning amounts barely pin how E(D) curves, "
+            "and E0 (an extrapolation along it) follows alpha's prior; add finetuning amounts spread over more decades of D (emergence-jax plan)"
+        )
+    return problems
+
+
 def model_checks(fit, sweep: Sweep, *, seed: int = 0) -> dict:
     """The checks of the module docstring, as a JSON-able dict with ``warnings`` (empty when all
     pass). The per-row residuals and PIT values are kept on `fit.check_rows` for the plot."""
@@ -105,8 +124,7 @@ def model_checks(fit, sweep: Sweep, *, seed: int = 0) -> dict:
 
     prior = prior_draws(fit, sweep, seed=seed)
     overlap = {name: _overlap(prior[name], posterior.flat(name)) for name in posterior.samples}
-    if fit.status["status"] == "located" and overlap["E0"] > OVERLAP_FAIL:
-        problems.append(f"prior-posterior overlap of E0 is {overlap['E0']:.2f} > {OVERLAP_FAIL}: the data say little about E0, the interval is mostly the prior's")
+    problems += overlap_problems(overlap, located=fit.status["status"] == "located")
 
     sensitivity = None
     if posterior.finetuned:
