@@ -100,6 +100,31 @@ def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, sam
     return sample_fn, constrain
 
 
+_EXECUTABLES: dict = {}
+
+
+def _executable(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int, keys, starts, args):
+    """The compiled sampler for these settings and argument shapes (traced and compiled once, in the
+    calling thread: numpyro's effect handlers are not thread-safe while tracing)."""
+    import jax
+
+    key = (spec, finetuned, chains, warmup, samples, jax.tree.map(lambda x: (x.shape, str(x.dtype)), (keys, starts, args)).__repr__())
+    if key not in _EXECUTABLES:
+        sample_fn, _ = _compiled_nuts(spec, finetuned, chains, warmup, samples)
+        _EXECUTABLES[key] = sample_fn.lower(keys, starts, args).compile()
+    return _EXECUTABLES[key]
+
+
+@functools.cache
+def _pool():
+    """Threads that run compiled samplers: a sampler is a chain of small operations that keeps one
+    core busy, so forms launched together run side by side on the machine's cores."""
+    import concurrent.futures
+    import os
+
+    return concurrent.futures.ThreadPoolExecutor(max_workers=max(1, len(os.sched_getaffinity(0))), thread_name_prefix="nuts")
+
+
 class NUTSSampler:
     """NUTS for one spec; compiled on the first sweep and reused for every later sweep with the
     same padded number of rows."""
@@ -129,9 +154,8 @@ class NUTSSampler:
 
     def launch(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None, frame: Frame | None = None):
         """Start sampling and return a function that waits for the draws and returns the
-        PosteriorFit. JAX dispatches the compiled sampler asynchronously, so launching several
-        forms before finishing any runs them at the same time on different cores (each sampler is
-        a chain of small operations that keeps one core busy)."""
+        PosteriorFit. The compiled sampler runs on a worker thread (`_pool`), so launching several
+        forms before finishing any runs them at the same time on different cores."""
         import jax
 
         if sweep.finetuned != self.finetuned:
@@ -139,15 +163,17 @@ class NUTSSampler:
         frame = frame or (mle.frame if mle is not None and mle.frame is not None else Frame.from_losses(sweep.loss))
         mle = mle or fit_mle(sweep, self.spec, seed=seed, frame=frame)
         args = model_args(sweep, frame, anchor_amount(sweep, self.spec))
-        sample_fn, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples)
+        _, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples)
         starts = sampling_starts(self.spec, self.finetuned, self._chain_starts(mle, seed), args)
-        pending = sample_fn(jax.random.split(jax.random.PRNGKey(seed), self.chains), starts, args)
+        keys = jax.random.split(jax.random.PRNGKey(seed), self.chains)
+        executable = _executable(self.spec, self.finetuned, self.chains, self.warmup, self.samples, keys, starts, args)
+        pending = _pool().submit(lambda: jax.block_until_ready(executable(keys, starts, args)))
         return functools.partial(self._finish, sweep, seed, mle, frame, args, constrain, pending)
 
     def _finish(self, sweep: Sweep, seed: int, mle: MLEResult, frame: Frame, args: tuple, constrain, pending) -> PosteriorFit:
         import arviz as az
 
-        z, diverging, steps = pending
+        z, diverging, steps = pending.result()
         flat = {name: value.reshape((self.chains * self.samples,) + value.shape[2:]) for name, value in z.items()}
         values = constrain(flat, args)
         grouped = {name: np.asarray(value, dtype=float).reshape(self.chains, self.samples) for name, value in values.items() if name in self.names or name in self.latent_names}
