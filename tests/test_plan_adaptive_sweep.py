@@ -43,22 +43,22 @@ class SimulatedJobRunner:
         pass
 
 
-class ToyLaw:
-    """E0 draws and an outcome model in which runs near E(D) = E0 + 0.1·log(D/250) are informative,
-    standing in for a NUTS fit (the loop is tested here; the real fit in the slow test)."""
+def toy_law(rows):
+    """Posterior draws of the relu law scattered around the truth, standing in for a NUTS fit (the
+    loop is tested here; the real fit in the slow test)."""
+    from emergence_jax.laws.model import Frame
+    from emergence_jax.laws.plan import FormDraws
 
-    def __init__(self, rows):
-        self.E0 = np.random.default_rng(len(rows)).uniform(2.3, 2.5, 600)
-
-    def E0_draws(self):
-        return self.E0
-
-    def pointwise_log_likelihood(self, sweep):
-        from scipy.stats import binom
-
-        E = self.E0[:, None] + 0.1 * np.log(np.maximum(sweep.train_examples[None, :], 1) / 250)
-        p = 0.25 + 0.7 / (1 + np.exp(-(E - sweep.loss[None, :]) / 0.03))
-        return binom.logpmf(sweep.correct[None, :], sweep.n_eval[None, :], p)
+    rng = np.random.default_rng(len(rows))
+    frame = Frame.from_losses(np.array(LOSSES))
+    n = 600
+    latent = {
+        "E0_std": frame.to_std(TRUTH["E0"] + 0.05 * rng.standard_normal(n)),
+        "shift_std": TRUTH["shift"] * np.exp(0.3 * rng.standard_normal(n)) / frame.scale,
+        "alpha": TRUTH["alpha"] * np.exp(0.3 * rng.standard_normal(n)),
+        "amplitude_std": TRUTH["amplitude"] * np.exp(0.1 * rng.standard_normal(n)) * frame.scale,
+    }
+    return [FormDraws.from_latent(LawSpec(form="relu", law="log_power", D0=5.0, D_ref=4000.0), frame, latent)]
 
 
 def write_config(tmp_path: Path, seeds=(0,)) -> Path:
@@ -88,7 +88,7 @@ def simulated_sweep(monkeypatch):
 
 
 def test_adaptive_sweep_runs_the_first_round_then_planned_runs_within_budget(tmp_path, simulated_sweep, monkeypatch):
-    monkeypatch.setattr("emergence_jax.sweep.adaptive.fit_law", lambda rows, task, settings: ToyLaw(rows))
+    monkeypatch.setattr("emergence_jax.sweep.adaptive.fit_law", lambda rows, task, settings: toy_law(rows))
     config = write_config(tmp_path)
     args = ["sweep", "--config", str(config), "--adaptive", "--runs-per-round", "3", "--adaptive-budget", "0.3", "--no-progress"]
     assert main(args) == 0
@@ -113,7 +113,7 @@ def test_adaptive_sweep_runs_the_first_round_then_planned_runs_within_budget(tmp
 def test_an_interrupted_adaptive_sweep_completes_its_started_runs(tmp_path, simulated_sweep, monkeypatch):
     """Killed inside a planned round between the two seeds of a run: the rerun finishes that run's
     missing seed first (it is not dropped, nor planned again), and every run ends with both seeds."""
-    monkeypatch.setattr("emergence_jax.sweep.adaptive.fit_law", lambda rows, task, settings: ToyLaw(rows))
+    monkeypatch.setattr("emergence_jax.sweep.adaptive.fit_law", lambda rows, task, settings: toy_law(rows))
     config = write_config(tmp_path, seeds=[0, 1])
     run = simulated_sweep.run
 

@@ -174,7 +174,9 @@ def stacking_weights(fits: dict[str, PosteriorFit]) -> tuple[dict[str, float], d
     comparison = {}
     for form, fit in fits.items():
         comparison[form] = {**loo_score(fit), "diagnostics": fit.diagnostics}
-        if not np.isfinite(comparison[form]["elpd_loo"]):
+        # a single form needs no LOO weight: its elpd may be NaN from PSIS alone (arviz's Pareto fit
+        # fails on a row whose log-likelihood takes a few tied values, relu draws at chance), which is no error
+        if not np.isfinite(comparison[form]["elpd_loo"]) and (len(fits) > 1 or not np.isfinite(fit.idata.log_likelihood["obs"].values).all()):
             raise UserError(f"the {form} form's PSIS-LOO elpd is not finite; its pointwise log-likelihood has NaN or infinite values (check the rows' accuracy, n_eval and chance), or fit with --form set to another form")
     if len(fits) == 1:
         form = next(iter(fits))

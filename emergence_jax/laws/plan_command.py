@@ -8,16 +8,14 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from emergence_jax.laws.options import add_law_arguments, add_sampler_arguments, add_sweep_arguments
-    from emergence_jax.laws.plan import DEFAULT_MAX_DRAWS, DEFAULT_MIN_ESS, DEFAULT_SCENARIOS
+    from emergence_jax.laws.plan import DEFAULT_MAX_DRAWS
 
     add_sweep_arguments(parser, default_help="(required) the runs done so far")
     parser.add_argument("--candidates", required=True, metavar="FILE", help="CSV of possible runs: model,pretrain_loss,train_examples[,cost,n_eval]; cost in any unit (default: D); runs already in --results are skipped")
     parser.add_argument("--budget", type=int, metavar="N", help="number of runs to choose")
     parser.add_argument("--cost-budget", type=float, metavar="COST", help="choose runs while their total cost stays within COST (with or instead of --budget)")
     parser.add_argument("--out", required=True, metavar="FILE", help="plan.json to write")
-    parser.add_argument("--scenarios", type=int, default=DEFAULT_SCENARIOS, help=f"simulated outcome scenarios per candidate (default {DEFAULT_SCENARIOS})")
-    parser.add_argument("--max-draws", type=int, default=DEFAULT_MAX_DRAWS, help=f"posterior draws used for reweighting (default {DEFAULT_MAX_DRAWS})")
-    parser.add_argument("--min-ess", type=float, default=DEFAULT_MIN_ESS, help=f"refit when the median effective sample size of the weights falls below this (default {DEFAULT_MIN_ESS:g})")
+    parser.add_argument("--max-draws", type=int, default=DEFAULT_MAX_DRAWS, help=f"posterior draws over which the expected width is averaged (default {DEFAULT_MAX_DRAWS})")
     add_law_arguments(parser)
     add_sampler_arguments(parser)
 
@@ -29,7 +27,6 @@ def run(args: argparse.Namespace) -> int:
     from emergence_jax.io import write_json
     from emergence_jax.laws.options import load_sweep, sampler_settings
     from emergence_jax.laws.plan import plan_runs, read_candidates
-    from emergence_jax.laws.sweep import sweep_from_records
     from emergence_jax.records import read_records
 
     if not args.results:
@@ -38,8 +35,8 @@ def run(args: argparse.Namespace) -> int:
         raise UserError("give --budget N (runs) or --cost-budget COST")
     if args.budget is not None and args.budget < 1:
         raise UserError(f"--budget must be at least 1 run, got {args.budget}")
-    if args.scenarios < 8 or args.max_draws < 100:
-        raise UserError("--scenarios must be >= 8 and --max-draws >= 100")
+    if args.max_draws < 100:
+        raise UserError(f"--max-draws must be >= 100, got {args.max_draws}")
     sweep, paths = load_sweep(args, [])
     sampler = sampler_settings(args)
     done = read_records(paths)
@@ -47,12 +44,8 @@ def run(args: argparse.Namespace) -> int:
     n_eval = int(np.median(sweep.n_eval[finetuned] if finetuned.any() else sweep.n_eval))
     candidates, skipped = read_candidates(args.candidates, done=done, n_eval=n_eval, chance=float(np.median(sweep.chance)), shots=int(np.median(sweep.shots)))
 
-    def fit_rows(extra_rows):
-        sub = sweep if not extra_rows else _extend(sweep, extra_rows, sweep_from_records)
-        return fit_sweep(sub, args, sampler)
-
     print(f"Fitting {sweep.n_rows} rows, then planning over {len(candidates)} candidate runs ({len(skipped)} already done)", file=sys.stderr)
-    plan = plan_runs(fit_rows([]), candidates, budget=args.budget, cost_budget=args.cost_budget, scenarios=args.scenarios, max_draws=args.max_draws, min_ess=args.min_ess, refit=fit_rows, seed=args.seed)
+    plan = plan_runs(fit_sweep(sweep, args, sampler), candidates, budget=args.budget, cost_budget=args.cost_budget, max_draws=args.max_draws, seed=args.seed)
     plan.update(results=paths, candidates=args.candidates, skipped=skipped, unit=getattr(args, "loss_unit", "nats"))
     write_json(args.out, plan)
     print_plan(plan)
@@ -67,17 +60,10 @@ def fit_sweep(sweep, args, sampler):
     return fit_emergence_law(sweep, form=args.form, law=args.law, D0=args.D0, likelihood=args.likelihood, floor_shift=args.floor_shift, sampler=sampler, loss_unit=args.loss_unit, checks=False)
 
 
-def _extend(sweep, rows, sweep_from_records):
-    import numpy as np
-
-    extra = sweep_from_records(rows)
-    return type(sweep)(**{name: np.concatenate([getattr(sweep, name), getattr(extra, name)]) for name in sweep.__dataclass_fields__})
-
-
 def print_plan(plan: dict) -> None:
     unit = plan.get("unit", "nats")
     print(f"current 90% width of the few-shot emergence loss: {plan['current_width']:.4f} {unit}")
     print(f"{'#':>2s} {'model':36s} {'D':>7s} {'loss':>8s} {'cost':>9s} {'width after':>12s}")
     for i, run in enumerate(plan["runs"], start=1):
         print(f"{i:2d} {run['model'][:36]:36s} {run['train_examples']:7d} {run['pretrain_loss']:8.4f} {run['cost']:9.4g} {run['expected_width_after']:12.4f}")
-    print(f"expected width after these {len(plan['runs'])} runs: {plan['expected_width_after']:.4f} {unit} (total cost {plan['total_cost']:.4g}; {plan['refits']} refit(s))")
+    print(f"expected width after these {len(plan['runs'])} runs: {plan['expected_width_after']:.4f} {unit} (total cost {plan['total_cost']:.4g})")

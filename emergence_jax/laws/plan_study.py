@@ -38,8 +38,8 @@ class StudySettings:
     chains: int = 2
     warmup: int = 300
     samples: int = 300
-    scenarios: int = 64
     budget_fraction: float = 0.5
+    rounds: int = 4
     seed: int = 0
     form: str = "relu"
     likelihood: str = "binomial"
@@ -94,22 +94,35 @@ def run_problem(index: int, settings: StudySettings) -> dict:
     candidates = [Candidate(model=r["model"], pretrain_loss=r["pretrain_loss"], train_examples=r["train_examples"], cost=float(r["train_examples"]), n_eval=N_EVAL, chance=r["chance"], shots=r["shots"]) for r in problem["grid"]]
 
     start_fit = _fit(problem["start"], settings, seed)
-    refit = lambda extra: _fit(problem["start"] + extra, settings, seed)
-    plan = plan_runs(start_fit, candidates, cost_budget=budget, scenarios=settings.scenarios, max_draws=settings.chains * settings.samples, refit=refit, seed=seed)
-    plan_rows = [by_key[(run["model"], run["train_examples"])] for run in plan["runs"]]
+    plan_rows, rounds, fit, remaining, spent = [], [], start_fit, list(candidates), 0.0
+    for k in range(settings.rounds):
+        share = (budget - spent) / (settings.rounds - k)
+        if not remaining or not any(c.cost <= share for c in remaining):
+            continue  # the budget left waits for a later, larger share
+        began_plan = time.time()
+        plan = plan_runs(fit, remaining, cost_budget=share, max_draws=settings.chains * settings.samples, seed=seed + k)
+        plan_seconds = time.time() - began_plan
+        if not plan["runs"]:
+            break
+        keys = [(run["model"], run["train_examples"]) for run in plan["runs"]]
+        plan_rows += [by_key[key] for key in keys]
+        remaining = [c for c in remaining if (c.model, c.train_examples) not in set(keys)]
+        spent += plan["total_cost"]
+        fit = _fit(problem["start"] + plan_rows, settings, seed)
+        rounds.append({"runs": [(run["model"], run["train_examples"]) for run in plan["runs"]], "cost": plan["total_cost"], "width_before": plan["current_width"], "expected_width": plan["expected_width_after"], "width": _summary(fit, truth_E0)["width"], "plan_seconds": plan_seconds})
 
     rng = np.random.default_rng(seed + 1)
-    random_rows, spent = [], 0.0
+    random_rows, random_spent = [], 0.0
     for i in rng.permutation(len(problem["grid"])):
         row = problem["grid"][i]
-        if spent + row["train_examples"] <= budget:
+        if random_spent + row["train_examples"] <= spent:
             random_rows.append(row)
-            spent += row["train_examples"]
+            random_spent += row["train_examples"]
 
     result = {"problem": index, "truth_E0": truth_E0, "start": _summary(start_fit, truth_E0)}
     result["full"] = {**_summary(_fit(problem["start"] + problem["grid"], settings, seed), truth_E0), "cost": problem["full_cost"]}
-    result["plan"] = {**_summary(_fit(problem["start"] + plan_rows, settings, seed), truth_E0), "cost": start_cost + plan["total_cost"], "expected_width": plan["expected_width_after"], "runs": [(r["model"], r["train_examples"]) for r in plan["runs"]], "refits": plan["refits"]}
-    result["random"] = {**_summary(_fit(problem["start"] + random_rows, settings, seed), truth_E0), "cost": start_cost + spent}
+    result["plan"] = {**_summary(fit, truth_E0), "cost": start_cost + spent, "runs": [run for r in rounds for run in r["runs"]], "rounds": rounds}
+    result["random"] = {**_summary(_fit(problem["start"] + random_rows, settings, seed), truth_E0), "cost": start_cost + random_spent}
     result["reached"] = result["plan"]["width"] <= result["full"]["width"]
     result["beats_random"] = result["plan"]["width"] < result["random"]["width"]
     result["seconds"] = time.time() - began

@@ -19,7 +19,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=2, help="NUTS chains per fit (default 2)")
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per chain (default 300)")
     parser.add_argument("--samples", type=int, default=300, help="NUTS draws per chain (default 300)")
-    parser.add_argument("--scenarios", type=int, default=64, help="plan: simulated outcome scenarios (default 64)")
     parser.add_argument("--first", type=int, default=0, metavar="INDEX", help="plan: index of the first problem (run a study in parts; default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="FILE", help="write every problem's result and the summary as JSON")
@@ -50,7 +49,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         from emergence_jax.laws.plan_study import StudySettings, run_problem, summarise_study
 
-        settings = StudySettings(problems=args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, scenarios=args.scenarios, seed=args.seed)
+        settings = StudySettings(problems=args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, seed=args.seed)
         problems = []
         print(f"{'#':>3s} {'start':>8s} {'full width':>10s} {'plan width':>10s} {'random':>8s} {'plan cost':>9s} {'covers f/p/r':>12s} {'seconds':>8s}")
         for i in range(args.first, args.first + args.problems):

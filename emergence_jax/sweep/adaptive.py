@@ -38,7 +38,6 @@ class AdaptiveSettings:
     chains: int = 4
     warmup: int = 500
     samples: int = 500
-    scenarios: int = 64
     seed: int = 0
 
 
@@ -175,8 +174,7 @@ def run_adaptive(config, *, source: str, settings: AdaptiveSettings, progress: b
             print(f"adaptive: stopping after round {round_index - 1}: spent {spent:g} of {settings.budget_fraction * full:g} (cost = D x seeds), {len(candidates)} run(s) not done, none affordable")
             break
         law = fit(rows)
-        refit = lambda extra, rows=rows: fit(rows + [{**row, "task": task.name} for row in extra])
-        plan = plan_runs(law, affordable, budget=settings.runs_per_round, cost_budget=left, scenarios=settings.scenarios, max_draws=1000, refit=refit, seed=settings.seed + round_index)
+        plan = plan_runs(law, affordable, budget=settings.runs_per_round, cost_budget=left, max_draws=1000, seed=settings.seed + round_index)
         plan.update(round=round_index, spent_before=spent, budget=settings.budget_fraction * full, full_grid_cost=full)
         (output.root / "adaptive").mkdir(parents=True, exist_ok=True)
         output.write_json(output.root / "adaptive" / f"round{round_index}.json", plan)
