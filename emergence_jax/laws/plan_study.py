@@ -9,14 +9,18 @@ evaluation questions, cost = D. The start is the few-shot rows plus one small fi
 (D = 250 on every checkpoint). From there:
 
 - full: fit the start plus every grid run;
-- plan: `plan_runs` chooses runs within a cost budget = half the full grid's cost minus the
-  start's; their (pre-drawn) outcomes are added and the law refitted;
-- random: runs in a random order, taken while they fit in the same budget, refitted.
+- plan: `rounds` rounds, as `sweep --adaptive` runs them: each round `plan_runs` chooses runs
+  from the current fit within an equal share of the budget left (half the full grid's cost minus
+  the start's), their pre-drawn outcomes are added and the law is refitted;
+- random: runs in a random order, taken while they fit in plan's cost, refitted; `random_repeats`
+  such designs per problem (outcomes are shared: every arm sees the same simulated cell).
 
-Reported per problem: the 90% widths of E0 (start, full, plan, random), the costs, whether each
-interval covers the true E0, and each fit's largest R-hat. `reached` is plan width ≤ full width
-(at ≤ `budget_fraction` of its cost), `beats_random` is plan width < random width; issue 16 asks
-for `beats_random` in ≥ 80% of problems and 90%-interval coverage within 85–95%.
+Reported per problem: the 90% widths of E0 (start, full, plan, each random design), the costs,
+whether each interval covers the true E0, each fit's largest R-hat, and per plan round the
+expected width (`plan`'s estimate) beside the width the refit gave. `reached` is plan width ≤ full
+width (at ≤ `budget_fraction` of its cost); `beats_random` is plan width < the first random
+design's width (issue 16 asks ≥ 80% of problems), `beats_random_median` against the median of the
+random designs; issue 16 also asks 90%-interval coverage within 85–95%.
 """
 
 from __future__ import annotations
@@ -35,11 +39,12 @@ ARMS = ("start", "full", "plan", "random")
 @dataclasses.dataclass(frozen=True)
 class StudySettings:
     problems: int = 20
-    chains: int = 2
-    warmup: int = 300
-    samples: int = 300
+    chains: int = 4
+    warmup: int = 500
+    samples: int = 1000
     budget_fraction: float = 0.5
     rounds: int = 4
+    random_repeats: int = 3
     seed: int = 0
     form: str = "relu"
     likelihood: str = "binomial"
@@ -111,20 +116,24 @@ def run_problem(index: int, settings: StudySettings) -> dict:
         fit = _fit(problem["start"] + plan_rows, settings, seed)
         rounds.append({"runs": [(run["model"], run["train_examples"]) for run in plan["runs"]], "cost": plan["total_cost"], "width_before": plan["current_width"], "expected_width": plan["expected_width_after"], "width": _summary(fit, truth_E0)["width"], "plan_seconds": plan_seconds})
 
-    rng = np.random.default_rng(seed + 1)
-    random_rows, random_spent = [], 0.0
-    for i in rng.permutation(len(problem["grid"])):
-        row = problem["grid"][i]
-        if random_spent + row["train_examples"] <= spent:
-            random_rows.append(row)
-            random_spent += row["train_examples"]
+    randoms = []
+    for repeat in range(settings.random_repeats):
+        rng = np.random.default_rng([seed + 1, repeat])
+        random_rows, random_spent = [], 0.0
+        for i in rng.permutation(len(problem["grid"])):
+            row = problem["grid"][i]
+            if random_spent + row["train_examples"] <= spent:
+                random_rows.append(row)
+                random_spent += row["train_examples"]
+        randoms.append({**_summary(_fit(problem["start"] + random_rows, settings, seed), truth_E0), "cost": start_cost + random_spent})
 
     result = {"problem": index, "truth_E0": truth_E0, "start": _summary(start_fit, truth_E0)}
     result["full"] = {**_summary(_fit(problem["start"] + problem["grid"], settings, seed), truth_E0), "cost": problem["full_cost"]}
     result["plan"] = {**_summary(fit, truth_E0), "cost": start_cost + spent, "runs": [run for r in rounds for run in r["runs"]], "rounds": rounds}
-    result["random"] = {**_summary(_fit(problem["start"] + random_rows, settings, seed), truth_E0), "cost": start_cost + random_spent}
+    result["random"], result["random_repeats"] = randoms[0], randoms[1:]
     result["reached"] = result["plan"]["width"] <= result["full"]["width"]
     result["beats_random"] = result["plan"]["width"] < result["random"]["width"]
+    result["beats_random_median"] = result["plan"]["width"] < float(np.median([r["width"] for r in randoms]))
     result["seconds"] = time.time() - began
     return result
 
@@ -136,11 +145,16 @@ def summarise_study(results: list[dict]) -> dict:
         "problems": n,
         "plan_reaches_full_width": sum(r["reached"] for r in results) / n,
         "plan_beats_random": sum(r["beats_random"] for r in results) / n,
+        "plan_beats_random_median": sum(r["beats_random_median"] for r in results) / n,
+        "plan_beats_random_draws": _share([r["plan"]["width"] < x["width"] for r in results for x in [r["random"], *r["random_repeats"]]]),
+        "plan_over_random_width_median_of_draws": float(np.median([r["plan"]["width"] / np.median([x["width"] for x in [r["random"], *r["random_repeats"]]]) for r in results])),
         "plan_cost_fraction": float(np.median([r["plan"]["cost"] / r["full"]["cost"] for r in results])),
         "plan_over_full_width_median": float(np.median(ratio)),
         "plan_over_random_width_median": float(np.median([r["plan"]["width"] / r["random"]["width"] for r in results])),
         "coverage_90": {arm: sum(r[arm]["covers"] for r in results) / n for arm in ARMS},
         "fits_with_r_hat_above_1.05": _share([r[arm]["r_hat_max"] > 1.05 for r in results for arm in ARMS if "r_hat_max" in r[arm]]),
+        "start_r_hat_max_median": float(np.median([r["start"]["r_hat_max"] for r in results])),
+        "seconds_per_problem_median": float(np.median([r["seconds"] for r in results])),
     }
 
 

@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--chains", type=int, default=2, help="NUTS chains per fit (default 2)")
     parser.add_argument("--warmup", type=int, default=300, help="NUTS warmup per chain (default 300)")
     parser.add_argument("--samples", type=int, default=300, help="NUTS draws per chain (default 300)")
+    parser.add_argument("--rounds", type=int, default=4, help="plan: planning rounds, each refitted on the runs so far (default 4)")
+    parser.add_argument("--random-repeats", type=int, default=3, help="plan: random designs of plan's cost per problem (default 3)")
     parser.add_argument("--first", type=int, default=0, metavar="INDEX", help="plan: index of the first problem (run a study in parts; default 0)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", metavar="FILE", help="write every problem's result and the summary as JSON")
@@ -49,19 +51,24 @@ def run(args: argparse.Namespace) -> int:
     else:
         from emergence_jax.laws.plan_study import StudySettings, run_problem, summarise_study
 
-        settings = StudySettings(problems=args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, seed=args.seed)
+        if args.rounds < 1 or args.random_repeats < 1:
+            raise UserError("--rounds and --random-repeats must be >= 1")
+        settings = StudySettings(problems=args.problems, chains=args.chains, warmup=args.warmup, samples=args.samples, seed=args.seed, rounds=args.rounds, random_repeats=args.random_repeats)
         problems = []
-        print(f"{'#':>3s} {'start':>8s} {'full width':>10s} {'plan width':>10s} {'random':>8s} {'plan cost':>9s} {'covers f/p/r':>12s} {'seconds':>8s}")
+        print(f"{'#':>3s} {'start':>8s} {'full width':>10s} {'plan width':>10s} {'random (repeats)':>24s} {'plan cost':>9s} {'covers f/p/r':>12s} {'R-hat s/f/p/r':>20s} {'seconds':>8s}")
         for i in range(args.first, args.first + args.problems):
             r = run_problem(i, settings)
             problems.append(r)
             covers = "/".join("y" if r[a]["covers"] else "n" for a in ("full", "plan", "random"))
-            print(f"{i:3d} {r['start']['width']:8.4f} {r['full']['width']:10.4f} {r['plan']['width']:10.4f} {r['random']['width']:8.4f} {r['plan']['cost'] / r['full']['cost']:9.2f} {covers:>12s} {r['seconds']:8.0f}", flush=True)
+            randoms = " ".join(f"{x['width']:.4f}" for x in [r["random"], *r["random_repeats"]])
+            r_hat = "/".join(f"{r[a]['r_hat_max']:.2f}" for a in ("start", "full", "plan", "random"))
+            print(f"{i:3d} {r['start']['width']:8.4f} {r['full']['width']:10.4f} {r['plan']['width']:10.4f} {randoms:>24s} {r['plan']['cost'] / r['full']['cost']:9.2f} {covers:>12s} {r_hat:>20s} {r['seconds']:8.0f}", flush=True)
             if args.out:
                 write_json(args.out, {"settings": dataclasses.asdict(settings), "problems": problems, "summary": summarise_study(problems)})
         result = {"settings": dataclasses.asdict(settings), "problems": problems, "summary": summarise_study(problems)}
         s = result["summary"]
-        print(f"plan reaches the full grid's width in {100 * s['plan_reaches_full_width']:.0f}% of problems at a median {100 * s['plan_cost_fraction']:.0f}% of its cost; beats random in {100 * s['plan_beats_random']:.0f}%")
+        print(f"plan reaches the full grid's width in {100 * s['plan_reaches_full_width']:.0f}% of problems at a median {100 * s['plan_cost_fraction']:.0f}% of its cost (median plan/full width {s['plan_over_full_width_median']:.2f}); "
+              f"beats random runs of the same cost in {100 * s['plan_beats_random']:.0f}% (first random design), {100 * s['plan_beats_random_draws']:.0f}% of all random designs, the median random design in {100 * s['plan_beats_random_median']:.0f}% (median plan/random width {s['plan_over_random_width_median_of_draws']:.2f})")
         print("90% interval coverage: " + ", ".join(f"{arm} {100 * v:.0f}%" for arm, v in s["coverage_90"].items()))
     if args.out:
         write_json(args.out, result)
