@@ -135,14 +135,19 @@ def summarise_study(results: list[dict]) -> dict:
     }
 
 
-def run_study(cells: list[Cell], per_cell: int, sampler, *, seed: int = 0, progress=None) -> dict:
-    """Fit `per_cell` sweeps in every cell (grouped by row count so compilations are reused)."""
+def run_study(cells: list[Cell], per_cell: int, sampler, *, seed: int = 0, progress=None, done=()) -> dict:
+    """Fit `per_cell` sweeps in every cell (grouped by row count so compilations are reused).
+    Results in `done` (from an interrupted run with the same settings) are kept, not refitted;
+    `progress(result)` is called after each new fit."""
+    finished = {(r["cell"], r["seed"]): r for r in done}
     results = []
-    ordered = sorted(cells, key=lambda cell: cell.amount)
-    for index, cell in enumerate(ordered):
+    for cell in sorted(cells, key=lambda cell: cell.amount):
         for repeat in range(per_cell):
-            result = run_sweep(cell, seed + 1000 * grid().index(cell) + repeat, sampler)
+            sweep_seed = seed + 1000 * grid().index(cell) + repeat
+            result = finished.get((cell.label, sweep_seed))
+            if result is None:
+                result = run_sweep(cell, sweep_seed, sampler)
+                if progress:
+                    progress(result)
             results.append(result)
-            if progress:
-                progress(result)
     return {"summary": summarise_study(results), "results": results}

@@ -182,50 +182,114 @@ def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e
             numpyro.sample("obs", _beta_binomial_class()(p * phi, (1 - p) * phi, total_count=n_eval), obs=correct)
 
 
-_STIRLING_SHIFT = 4.0
+_STIRLING_SHIFT = 4.0  # the series below are evaluated at x + 4 and carried back by a four-step recurrence
+
+
+def _rising4_ratio_log(x, m, rx, rxm):
+    """log[x(x+1)(x+2)(x+3)] difference between x + m and x, as 4·log((x + m)/x) plus the log-ratio of
+    Q(r) = 1 + 6r + 11r² + 6r³ at r = 1/(x + m) and 1/x (no overflow at large x). rx = 1/x, rxm = 1/(x + m)."""
+    import jax.numpy as jnp
+
+    def q(r):
+        return 1.0 + r * (6.0 + r * (11.0 + 6.0 * r))
+
+    return 4.0 * jnp.log1p(m * rx) + jnp.log(q(rxm) / q(rx))
 
 
 def _log_rising_excess(x, m):
     """log Γ(x + m) − log Γ(x) − m·log x for x > 0 and counts m ≥ 0, accurate in float32: Stirling's
     series for log Γ(y + m)/Γ(y) at y = x + 4 (three correction terms; error < 4e-8 per term), written
     as (y + m − ½)·log1p(m/y) − m so the large parts cancel analytically, and the four-step recurrence
-    back to x."""
+    back to x. Reciprocals are taken once and shared (divisions dominate XLA:CPU's cost here)."""
     import jax.numpy as jnp
 
     y = x + _STIRLING_SHIFT
+    ry, rym, rx, rxm = 1.0 / y, 1.0 / (y + m), 1.0 / x, 1.0 / (x + m)
 
-    def correction(z):
-        return 1.0 / (12.0 * z) - 1.0 / (360.0 * z**3) + 1.0 / (1260.0 * z**5)
+    def correction(r):  # 1/(12z) − 1/(360z³) + 1/(1260z⁵) at r = 1/z
+        r2 = r * r
+        return r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 / 1260.0))
 
-    def rising4(z):
-        return z * (z + 1.0) * (z + 2.0) * (z + 3.0)
+    stirling = (y + m - 0.5) * jnp.log1p(m * ry) - m + correction(rym) - correction(ry)
+    return stirling + m * jnp.log1p(_STIRLING_SHIFT * rx) - _rising4_ratio_log(x, m, rx, rxm)
 
-    stirling = (y + m - 0.5) * jnp.log1p(m / y) - m + correction(y + m) - correction(y)
-    return stirling + m * jnp.log(y / x) - jnp.log(rising4(x + m) / rising4(x))
+
+def _rising_digamma(x, m):
+    """ψ(x + m) − ψ(x) for x > 0 and m ≥ 0, accurate in float32 (relative error ~1e-7 against scipy
+    in float64): the asymptotic series of ψ(z) − log z at y = x + 4 and y + m, log1p for the
+    logarithms' difference, and the recurrence Σ_j<4 1/(x + j) − 1/(x + m + j) written with r = 1/x."""
+    import jax.numpy as jnp
+
+    y = x + _STIRLING_SHIFT
+    ry, rym = 1.0 / y, 1.0 / (y + m)
+
+    def tail(r):  # ψ(z) − log z ≈ −1/(2z) − 1/(12z²) + 1/(120z⁴) − 1/(252z⁶) at r = 1/z, z ≥ 4
+        r2 = r * r
+        return -0.5 * r - r2 * (1.0 / 12.0 - r2 * (1.0 / 120.0 - r2 / 252.0))
+
+    def harmonic4(r):  # Σ_j<4 1/(z + j) = P'(z)/P(z) for P(z) = z(z+1)(z+2)(z+3), at r = 1/z
+        return r * (4.0 + r * (18.0 + r * (22.0 + 6.0 * r))) / (1.0 + r * (6.0 + r * (11.0 + 6.0 * r)))
+
+    return jnp.log1p(m * ry) + tail(rym) - tail(ry) + harmonic4(1.0 / x) - harmonic4(1.0 / (x + m))
+
+
+@functools.cache
+def _beta_binomial_kernel():
+    """log BetaBinomial(k | n, a, b) without the binomial coefficient, as a `jax.custom_jvp` of (a, b):
+    the binomial log-density at p = a/(a + b) from log a and log b plus three rising-factorial
+    corrections (`_log_rising_excess`), and the derivatives written out,
+    ∂/∂a = ψ(a + k) − ψ(a) − ψ(a + b + n) + ψ(a + b) and likewise for b (`_rising_digamma`).
+    Autodiff through the series made XLA:CPU split the backward pass into dozens of small kernels;
+    counts k and n are data and have no derivative here."""
+    import jax
+    import jax.numpy as jnp
+    from jax.custom_derivatives import SymbolicZero
+    from jax.scipy.special import xlogy
+
+    @jax.custom_jvp
+    def kernel(a, b, k, n):
+        phi = a + b
+        binomial = xlogy(k, a) + xlogy(n - k, b) - n * jnp.log(phi)
+        return binomial + _log_rising_excess(a, k) + _log_rising_excess(b, n - k) - _log_rising_excess(phi, n)
+
+    def jvp(primals, tangents):
+        a, b, k, n = primals
+        da, db, dk, dn = tangents
+        if not (isinstance(dk, SymbolicZero) and isinstance(dn, SymbolicZero)):
+            raise NotImplementedError("the beta-binomial kernel has no derivative in the counts k and n (they are data)")
+        value = kernel(a, b, k, n)
+        common = _rising_digamma(a + b, n)
+        tangent = jnp.zeros_like(value)
+        if not isinstance(da, SymbolicZero):
+            tangent = tangent + (_rising_digamma(a, k) - common) * da
+        if not isinstance(db, SymbolicZero):
+            tangent = tangent + (_rising_digamma(b, n - k) - common) * db
+        return value, tangent
+
+    kernel.defjvp(jvp, symbolic_zeros=True)
+    return kernel
 
 
 @functools.cache
 def _beta_binomial_class():
     import jax.numpy as jnp
     import numpyro.distributions as dist
-    from jax.scipy.special import gammaln, xlogy
+    from jax.scipy.special import gammaln
 
     class FastBetaBinomial(dist.BetaBinomial):
-        """numpyro's BetaBinomial with a cheaper, equally exact log_prob: the binomial log-density
-        at p = a/(a + b) plus three rising-factorial corrections (`_log_rising_excess`) instead of
-        two `betaln` (each several series evaluated under `where`). Measured in a compiled NUTS-style
-        gradient loop (4 chains × 200 rows, float32, CPU): 31.7 µs per gradient against 675.6 µs;
-        against float64 `scipy.special.betaln` the error is ≤ 0.004 nats per row for φ ≥ 3,
-        n ≤ 2000 (jax's betaln: ≤ 0.013 on the same grid)."""
+        """numpyro's BetaBinomial with a cheaper, equally exact log_prob (`_beta_binomial_kernel`)
+        instead of two `betaln` (each several series evaluated under `where`). Measured as a
+        compiled gradient of the model's potential (4 chains × 256 rows, float32, CPU, idle):
+        relu 40 µs, softplus 56 µs, jump 63 µs per gradient, against 71 / 162 / 127 µs with
+        autodiff through the same series and 676 µs (relu) with numpyro's own; the default
+        195-row fit (3 forms × 4 chains × 1000 + 1000 draws) took 16.8–17.8 s wall, 30–32 CPU-s,
+        against 32.5–33.9 s, 62–65 CPU-s. Against float64 scipy the error is ≤ 0.004 nats per row
+        for φ ≥ 3, n ≤ 2000 (jax's betaln: ≤ 0.013), the gradient's ≤ 1.1e-6 of its terms' size."""
 
         def log_prob(self, value):
             a, b, n = self.concentration1, self.concentration0, self.total_count
-            phi = a + b
-            log_phi = jnp.log(phi)
             log_choose = gammaln(n + 1.0) - gammaln(value + 1.0) - gammaln(n - value + 1.0)
-            # log p and log(1 - p) from a and b themselves: p = a/φ rounds to 1 in float32 when b is tiny
-            binomial = log_choose + xlogy(value, a) + xlogy(n - value, b) - n * log_phi
-            return binomial + _log_rising_excess(a, value) + _log_rising_excess(b, n - value) - _log_rising_excess(phi, jnp.asarray(n, phi.dtype))
+            return log_choose + _beta_binomial_kernel()(a, b, value, jnp.asarray(n, a.dtype))
 
     return FastBetaBinomial
 
