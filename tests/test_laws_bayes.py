@@ -49,6 +49,12 @@ def test_olmo2_mmlu_mc_prefers_jump_and_emerges_at_the_observed_loss(run):
         warnings.simplefilter("ignore")
         fit = fit_emergence_law(sweep, form="auto", sampler=SamplerSettings(chains=4, warmup=200, samples=200, progress=False))
     summary = fit.summary()
-    assert summary["form"] == "jump"
+    assert summary["form"] == "jump" and summary["form_weights"]["jump"] >= 0.8
     assert summary["form_comparison"]["jump"]["elpd_loo"] > summary["form_comparison"]["relu"]["elpd_loo"]
-    assert 2.66 <= summary["fewshot_emergence_loss"]["median"] <= 2.73
+    E0 = summary["fewshot_emergence_loss"]
+    # the jump sits between the last checkpoint at chance and the first clearly above it (7B:
+    # 2.733 -> 2.722; 13B: its first checkpoint after step 0, at 2.692, is already 2 points above
+    # chance, 0.40 at 2.665); the smooth forms' small weight (13B: relu 0.08 at E0 2.85) may pull
+    # the mixture's median up to the next checkpoint above, which for 13B is step 0 at 12.6
+    assert 2.66 <= E0["by_form"]["jump"]["median"] <= 2.73
+    assert 2.66 <= E0["median"] <= 2.76

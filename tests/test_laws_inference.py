@@ -56,6 +56,44 @@ def test_mle_log_likelihood_is_at_least_every_posterior_draws(small_sweep):
     assert len(fit.posterior.mle.profile["E0"]) >= len(np.unique(sweep.loss)) + 1
 
 
+def test_a_form_that_diverges_too_often_is_sampled_again_with_smaller_steps(small_sweep, monkeypatch, capsys):
+    """The retry's plumbing (with the divergence threshold lowered so the ReLU fit trips it): the
+    kept draws come from the run at RETRY_TARGET_ACCEPT, the first attempt's figures are kept
+    beside them, and the progress line says so. (The bundled demo sweep, where it matters, is a
+    slow test.)"""
+    from emergence_jax.laws import fit as fit_module
+    from emergence_jax.laws.bayes import RETRY_TARGET_ACCEPT, TARGET_ACCEPT
+
+    rows, _ = small_sweep
+    monkeypatch.setattr(fit_module, "DIVERGENCE_WARN", -1.0)
+    settings = SamplerSettings(chains=2, warmup=100, samples=100, progress=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_emergence_law(sweep_from_records(rows), form="relu", sampler=settings, checks=False)
+    d = fit.posterior.diagnostics
+    assert d["target_accept"] == RETRY_TARGET_ACCEPT and d["first_attempt"]["target_accept"] == TARGET_ACCEPT
+    # smaller steps take more of them
+    assert d["mean_leapfrog_steps"] > d["first_attempt"]["mean_leapfrog_steps"]
+    assert f"sampling relu again at target acceptance {RETRY_TARGET_ACCEPT}" in capsys.readouterr().err
+
+
+@pytest.mark.slow  # three forms at the default 4 x 1000 draws, some twice: ~80 s
+def test_bundled_demo_sweep_fit_has_converged_chains_and_few_divergences():
+    """Issue 12: `fit` on the bundled demo sweep (examples/README.md's command) gives R-hat ≤ 1.01
+    (arviz rounds it to 2 decimals) and ≤ 0.5% divergent transitions for every form that carries
+    weight (at target acceptance 0.9 alone: softplus 0.6%, jump 0.75%)."""
+    import re
+
+    rows = [r for r in read_records(example_path("demo_sweep.csv")) if re.fullmatch(r"d40@step(1000|1250)|d48@step(750|1000|1250)", r["model"])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_emergence_law(sweep_from_records(rows), sampler=SamplerSettings(progress=False), checks=False)
+    for form, weight in fit.weights.items():
+        d = fit.fits[form].diagnostics
+        if weight >= 0.01:
+            assert d["r_hat_max"] <= 1.01 and d["divergence_fraction"] <= 0.005, (form, weight, d)
+
+
 def test_chance_level_simulations_are_beyond_data():
     spec = LawSpec(form="relu", D0=5, D_ref=4000)
     for seed in range(20):

@@ -28,6 +28,9 @@ DIVERGENCE_WARN = 0.005
 START_GAP_LOG_LIK = 5.0
 MAX_TREE_DEPTH = 8
 TARGET_ACCEPT = 0.9
+# A form whose draws carry weight and whose divergent share exceeds DIVERGENCE_WARN is sampled again
+# at this target acceptance (smaller steps; on the bundled demo sweep 2-4x the leapfrog steps).
+RETRY_TARGET_ACCEPT = 0.95
 
 
 @dataclasses.dataclass
@@ -63,7 +66,7 @@ class PosteriorFit:
 
 
 @functools.lru_cache(maxsize=16)
-def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int):
+def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int, target_accept: float = TARGET_ACCEPT):
     """numpyro's NUTS kernel (`numpyro.infer.hmc.hmc`, algo="NUTS": the same kernel, step-size and
     dense mass-matrix adaptation `MCMC(NUTS)` uses) driven by one jitted function: warmup and
     sampling as `lax.scan`s, chains vmapped, the model's data as arguments. `numpyro.infer.MCMC`
@@ -84,7 +87,7 @@ def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, sam
     init_kernel, sample_kernel = hmc(potential_fn_gen=potential_fn_gen, algo="NUTS")
 
     def chain(key, z_init, args):
-        state = init_kernel(z_init, warmup, dense_mass=True, target_accept_prob=TARGET_ACCEPT, max_tree_depth=MAX_TREE_DEPTH, model_args=args, rng_key=key)
+        state = init_kernel(z_init, warmup, dense_mass=True, target_accept_prob=target_accept, max_tree_depth=MAX_TREE_DEPTH, model_args=args, rng_key=key)
 
         def step(state, _):
             state = sample_kernel(state, model_args=args)
@@ -103,14 +106,14 @@ def _compiled_nuts(spec: LawSpec, finetuned: bool, chains: int, warmup: int, sam
 _EXECUTABLES: dict = {}
 
 
-def _executable(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int, keys, starts, args):
+def _executable(spec: LawSpec, finetuned: bool, chains: int, warmup: int, samples: int, target_accept: float, keys, starts, args):
     """The compiled sampler for these settings and argument shapes (traced and compiled once, in the
     calling thread: numpyro's effect handlers are not thread-safe while tracing)."""
     import jax
 
-    key = (spec, finetuned, chains, warmup, samples, jax.tree.map(lambda x: (x.shape, str(x.dtype)), (keys, starts, args)).__repr__())
+    key = (spec, finetuned, chains, warmup, samples, target_accept, jax.tree.map(lambda x: (x.shape, str(x.dtype)), (keys, starts, args)).__repr__())
     if key not in _EXECUTABLES:
-        sample_fn, _ = _compiled_nuts(spec, finetuned, chains, warmup, samples)
+        sample_fn, _ = _compiled_nuts(spec, finetuned, chains, warmup, samples, target_accept)
         _EXECUTABLES[key] = sample_fn.lower(keys, starts, args).compile()
     return _EXECUTABLES[key]
 
@@ -127,11 +130,12 @@ def _pool():
 
 class NUTSSampler:
     """NUTS for one spec; compiled on the first sweep and reused for every later sweep with the
-    same padded number of rows."""
+    same padded number of rows. `target_accept`: the step-size adaptation's target acceptance."""
 
-    def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000):
+    def __init__(self, spec: LawSpec, *, finetuned: bool, chains: int = 4, warmup: int = 1000, samples: int = 1000, target_accept: float = TARGET_ACCEPT):
         self.spec, self.finetuned = spec, finetuned
         self.chains, self.warmup, self.samples = chains, warmup, samples
+        self.target_accept = target_accept
         self.names = parameter_names(spec, finetuned)
         self.latent_names = latent_names(spec, finetuned)
 
@@ -152,10 +156,11 @@ class NUTSSampler:
         """Sample the posterior of the law's parameters given `sweep`."""
         return self.launch(sweep, seed=seed, mle=mle, frame=frame)()
 
-    def launch(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None, frame: Frame | None = None):
+    def launch(self, sweep: Sweep, *, seed: int = 0, mle: MLEResult | None = None, frame: Frame | None = None, warn: bool = True):
         """Start sampling and return a function that waits for the draws and returns the
-        PosteriorFit. The compiled sampler runs on a worker thread (`_pool`), so launching several
-        forms before finishing any runs them at the same time on different cores."""
+        PosteriorFit (warning when its diagnostics look bad, if `warn`). The compiled sampler runs
+        on a worker thread (`_pool`), so launching several forms before finishing any runs them at
+        the same time on different cores."""
         import jax
 
         if sweep.finetuned != self.finetuned:
@@ -163,14 +168,14 @@ class NUTSSampler:
         frame = frame or (mle.frame if mle is not None and mle.frame is not None else Frame.from_losses(sweep.loss))
         mle = mle or fit_mle(sweep, self.spec, seed=seed, frame=frame)
         args = model_args(sweep, frame, anchor_amount(sweep, self.spec))
-        _, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples)
+        _, constrain = _compiled_nuts(self.spec, self.finetuned, self.chains, self.warmup, self.samples, self.target_accept)
         starts = sampling_starts(self.spec, self.finetuned, self._chain_starts(mle, seed), args)
         keys = jax.random.split(jax.random.PRNGKey(seed), self.chains)
-        executable = _executable(self.spec, self.finetuned, self.chains, self.warmup, self.samples, keys, starts, args)
+        executable = _executable(self.spec, self.finetuned, self.chains, self.warmup, self.samples, self.target_accept, keys, starts, args)
         pending = _pool().submit(lambda: jax.block_until_ready(executable(keys, starts, args)))
-        return functools.partial(self._finish, sweep, seed, mle, frame, args, constrain, pending)
+        return functools.partial(self._finish, sweep, seed, mle, frame, args, constrain, pending, warn)
 
-    def _finish(self, sweep: Sweep, seed: int, mle: MLEResult, frame: Frame, args: tuple, constrain, pending) -> PosteriorFit:
+    def _finish(self, sweep: Sweep, seed: int, mle: MLEResult, frame: Frame, args: tuple, constrain, pending, warn: bool) -> PosteriorFit:
         import arviz as az
 
         z, diverging, steps = pending.result()
@@ -198,14 +203,20 @@ class NUTSSampler:
             "chains": self.chains,
             "draws_per_chain": self.samples,
             "warmup": self.warmup,
+            "target_accept": self.target_accept,
             "mean_leapfrog_steps": float(steps.mean()),
             "tree_depth_hits": float(np.mean(steps >= 2**MAX_TREE_DEPTH - 1)),
             "chain_start_E0": _start_E0(self, mle, seed, frame).tolist(),
         }
-        problems = diagnostics_problems(fit.diagnostics)
-        if problems:
-            warnings.warn(f"NUTS diagnostics look bad for the {self.spec.form} form: " + "; ".join(problems) + ". Treat the posterior with care (more warmup/samples, or another form).", stacklevel=2)
+        if warn:
+            warn_if_diagnostics_bad(fit)
         return fit
+
+
+def warn_if_diagnostics_bad(fit: PosteriorFit) -> None:
+    problems = diagnostics_problems(fit.diagnostics)
+    if problems:
+        warnings.warn(f"NUTS diagnostics look bad for the {fit.spec.form} form: " + "; ".join(problems) + ". Treat the posterior with care (more warmup/samples, or another form).", stacklevel=3)
 
 
 def _start_E0(sampler: NUTSSampler, mle: MLEResult, seed: int, frame: Frame) -> np.ndarray:

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 
 from emergence_jax.errors import UserError
-from emergence_jax.laws.bayes import NUTSSampler, PosteriorFit
+from emergence_jax.laws.bayes import DIVERGENCE_WARN, RETRY_TARGET_ACCEPT, TARGET_ACCEPT, NUTSSampler, PosteriorFit, warn_if_diagnostics_bad
 from emergence_jax.laws.functions import PERFORMANCE_FORMS, LawSpec, law_coefficients
 from emergence_jax.laws.mle import fit_mle
 from emergence_jax.laws.model import Frame
@@ -28,6 +28,8 @@ from emergence_jax.laws.sweep import Sweep
 # Loss units a user can name, and their size in nats.
 LOSS_UNITS = {"nats": 1.0, "bits": math.log(2.0)}
 DEFAULT_LIKELIHOOD = "beta_binomial"
+# Stacking weight from which a form's divergences matter (it is sampled again above DIVERGENCE_WARN).
+RETRY_MIN_WEIGHT = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -216,8 +218,10 @@ def fit_emergence_law(
     checks: bool = True,
 ) -> EmergenceFit:
     """Fit the law. With ``form="auto"`` every performance form is sampled and the forms are
-    combined by stacking weights; every form's E0 and weight are reported. `checks` adds posterior
-    predictive checks, prior–posterior overlap and D0 sensitivity (`laws.checks`)."""
+    combined by stacking weights; every form's E0 and weight are reported. A form with weight ≥
+    RETRY_MIN_WEIGHT and more than DIVERGENCE_WARN divergent transitions is sampled again at target
+    acceptance RETRY_TARGET_ACCEPT (its diagnostics keep the first attempt's). `checks` adds
+    posterior predictive checks, prior–posterior overlap and D0 sensitivity (`laws.checks`)."""
     from emergence_jax.laws.truth import emergence_status
 
     if sweep.n_rows < 3:
@@ -227,20 +231,38 @@ def fit_emergence_law(
     frame = Frame.from_losses(sweep.loss)
     forms = PERFORMANCE_FORMS if form == "auto" else (form,)
     started = time.perf_counter()
+
+    def launch(spec: LawSpec, mle, target_accept: float = TARGET_ACCEPT):
+        nuts = NUTSSampler(spec, finetuned=sweep.finetuned, chains=sampler.chains, warmup=sampler.warmup, samples=sampler.samples, target_accept=target_accept)
+        return nuts.launch(sweep, seed=sampler.seed, mle=mle, frame=frame, warn=False)
+
+    def finish(name: str, pending) -> PosteriorFit:
+        fit = pending()
+        if sampler.progress:
+            d = fit.diagnostics
+            print(f"  {name} form: NUTS {sampler.chains} chains x {sampler.samples} draws done {time.perf_counter() - started:.1f} s into the fit "
+                  f"(R-hat {d['r_hat_max']:.3f}, {d['divergences']} divergences, {d['mean_leapfrog_steps']:.0f} leapfrog steps per draw, target acceptance {d['target_accept']})", file=sys.stderr, flush=True)
+        return fit
+
     pending = {}
     for name in forms:  # every form's sampler is launched before any is awaited: they run side by side
         spec = make_spec(sweep, form=name, law=law, D0=D0, likelihood=likelihood, floor_shift=floor_shift)
-        mle = fit_mle(sweep, spec, seed=sampler.seed, frame=frame)
-        nuts = NUTSSampler(spec, finetuned=sweep.finetuned, chains=sampler.chains, warmup=sampler.warmup, samples=sampler.samples)
-        pending[name] = nuts.launch(sweep, seed=sampler.seed, mle=mle, frame=frame)
-    fits = {}
-    for name in forms:
-        fits[name] = pending[name]()
-        if sampler.progress:
-            d = fits[name].diagnostics
-            print(f"  {name} form: NUTS {sampler.chains} chains x {sampler.samples} draws done {time.perf_counter() - started:.1f} s into the fit "
-                  f"(R-hat {d['r_hat_max']:.3f}, {d['divergences']} divergences, {d['mean_leapfrog_steps']:.0f} leapfrog steps per draw)", file=sys.stderr, flush=True)
+        pending[name] = launch(spec, fit_mle(sweep, spec, seed=sampler.seed, frame=frame))
+    fits = {name: finish(name, pending[name]) for name in forms}
     weights, comparison = stacking_weights(fits)
+    # forms that carry weight but diverged too often are sampled again with smaller steps
+    retry = [name for name in forms if weights[name] >= RETRY_MIN_WEIGHT and fits[name].diagnostics["divergence_fraction"] > DIVERGENCE_WARN]
+    if retry:
+        if sampler.progress:
+            print(f"  sampling {', '.join(retry)} again at target acceptance {RETRY_TARGET_ACCEPT} (more than {DIVERGENCE_WARN:.1%} divergent transitions)", file=sys.stderr, flush=True)
+        pending = {name: launch(fits[name].spec, fits[name].mle, RETRY_TARGET_ACCEPT) for name in retry}
+        for name in retry:
+            first = fits[name].diagnostics
+            fits[name] = finish(name, pending[name])
+            fits[name].diagnostics["first_attempt"] = {key: first[key] for key in ("target_accept", "divergences", "divergence_fraction", "r_hat_max", "mean_leapfrog_steps")}
+        weights, comparison = stacking_weights(fits)
+    for name in forms:
+        warn_if_diagnostics_bad(fits[name])
     top = max(weights, key=weights.get)
     for name in comparison:
         comparison[name]["chosen"] = name == top
