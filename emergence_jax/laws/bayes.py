@@ -214,6 +214,7 @@ class NUTSSampler:
 
 
 def warn_if_diagnostics_bad(fit: PosteriorFit) -> None:
+    """A UserWarning naming the form and every `diagnostics_problems` of its draws (none if fine)."""
     problems = diagnostics_problems(fit.diagnostics)
     if problems:
         warnings.warn(f"NUTS diagnostics look bad for the {fit.spec.form} form: " + "; ".join(problems) + ". Treat the posterior with care (more warmup/samples, or another form).", stacklevel=3)
