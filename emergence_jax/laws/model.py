@@ -185,15 +185,17 @@ def emergence_model(u, train_examples, chance, n_eval, correct, origin, scale, e
 _STIRLING_SHIFT = 4.0  # the series below are evaluated at x + 4 and carried back by a four-step recurrence
 
 
-def _rising4_ratio_log(x, m, rx, rxm):
+def _rising4_scaled(r):
+    """Q(r) = z(z+1)(z+2)(z+3)/z⁴ = 1 + 6r + 11r² + 6r³ at r = 1/z."""
+    return 1.0 + r * (6.0 + r * (11.0 + 6.0 * r))
+
+
+def _rising4_ratio_log(m, rx, rxm):
     """log[x(x+1)(x+2)(x+3)] difference between x + m and x, as 4·log((x + m)/x) plus the log-ratio of
-    Q(r) = 1 + 6r + 11r² + 6r³ at r = 1/(x + m) and 1/x (no overflow at large x). rx = 1/x, rxm = 1/(x + m)."""
+    `_rising4_scaled` at rxm = 1/(x + m) and rx = 1/x (no overflow at large x)."""
     import jax.numpy as jnp
 
-    def q(r):
-        return 1.0 + r * (6.0 + r * (11.0 + 6.0 * r))
-
-    return 4.0 * jnp.log1p(m * rx) + jnp.log(q(rxm) / q(rx))
+    return 4.0 * jnp.log1p(m * rx) + jnp.log(_rising4_scaled(rxm) / _rising4_scaled(rx))
 
 
 def _log_rising_excess(x, m):
@@ -211,7 +213,7 @@ def _log_rising_excess(x, m):
         return r * (1.0 / 12.0 - r2 * (1.0 / 360.0 - r2 / 1260.0))
 
     stirling = (y + m - 0.5) * jnp.log1p(m * ry) - m + correction(rym) - correction(ry)
-    return stirling + m * jnp.log1p(_STIRLING_SHIFT * rx) - _rising4_ratio_log(x, m, rx, rxm)
+    return stirling + m * jnp.log1p(_STIRLING_SHIFT * rx) - _rising4_ratio_log(m, rx, rxm)
 
 
 def _rising_digamma(x, m):
@@ -228,7 +230,7 @@ def _rising_digamma(x, m):
         return -0.5 * r - r2 * (1.0 / 12.0 - r2 * (1.0 / 120.0 - r2 / 252.0))
 
     def harmonic4(r):  # Σ_j<4 1/(z + j) = P'(z)/P(z) for P(z) = z(z+1)(z+2)(z+3), at r = 1/z
-        return r * (4.0 + r * (18.0 + r * (22.0 + 6.0 * r))) / (1.0 + r * (6.0 + r * (11.0 + 6.0 * r)))
+        return r * (4.0 + r * (18.0 + r * (22.0 + 6.0 * r))) / _rising4_scaled(r)
 
     return jnp.log1p(m * ry) + tail(rym) - tail(ry) + harmonic4(1.0 / x) - harmonic4(1.0 / (x + m))
 
