@@ -36,8 +36,8 @@ def test_an_interrupted_study_resumes_without_refitting(tmp_path, monkeypatch, c
     journal = tmp_path / "study.json.partial.jsonl"
     assert len(first) == 7 and not out.exists()
     assert len(journal.read_text().splitlines()) == 1 + 7
-    with journal.open("a") as handle:  # a kill in the middle of an append leaves half a line
-        handle.write('{"cell": "relu/none/nats/sm')
+    with journal.open("a") as handle:  # a kill in the middle of an append leaves half a line (here cut after a nested object)
+        handle.write('{"cell": "relu/none/nats/small", "weights": {"relu": 1.0}')
 
     second = []
     monkeypatch.setattr(calibration, "run_sweep", _stand_in(second))

@@ -83,5 +83,6 @@ def _read_journal(journal: Path, settings: dict) -> list[dict]:
 
 def _append_journal(journal: Path, settings: dict, result: dict) -> None:
     from emergence_jax.io import append_lines, to_json_text
+    from emergence_jax.records import _complete_line
 
-    append_lines(journal, [to_json_text(result, indent=None)], is_complete=lambda line: line.rstrip().endswith(b"}"), header=_journal_header(settings))
+    append_lines(journal, [to_json_text(result, indent=None)], is_complete=lambda line: _complete_line(line, "jsonl", None), header=_journal_header(settings))
