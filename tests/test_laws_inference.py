@@ -92,6 +92,11 @@ def test_bundled_demo_sweep_fit_has_converged_chains_and_few_divergences():
         d = fit.fits[form].diagnostics
         if weight >= 0.01:
             assert d["r_hat_max"] <= 1.01 and d["divergence_fraction"] <= 0.005, (form, weight, d)
+    # Issue 13: the interval covers the model-free truth (the bracket d48@3150-d40@3250's midpoint).
+    # With E0's prior box one loss range below the checkpoints (2.596 nats) it could not: q05 was 2.598.
+    truth = 2.577
+    q05, q95 = np.percentile(fit.E0_draws(), [5, 95])
+    assert q05 <= truth <= q95 and q05 < 2.596, (q05, q95)
 
 
 def test_chance_level_simulations_are_beyond_data():

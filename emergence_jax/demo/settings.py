@@ -124,7 +124,7 @@ QUICK = DemoSettings(
     max_finetuned=3,
     min_fit_checkpoints=2,
     fit_fraction=0.5,
-    form="jump",
+    form="auto",
     likelihood="beta_binomial",
     sampler=SamplerSettings(chains=4, warmup=700, samples=300, progress=False),
 )

@@ -220,7 +220,7 @@ def fit_emergence_law(
     """Fit the law. With ``form="auto"`` every performance form is sampled and the forms are
     combined by stacking weights; every form's E0 and weight are reported. A form with weight ≥
     RETRY_MIN_WEIGHT and more than DIVERGENCE_WARN divergent transitions is sampled again at target
-    acceptance RETRY_TARGET_ACCEPT (its diagnostics keep the first attempt's). `checks` adds
+    acceptance RETRY_TARGET_ACCEPT, once; weights are recomputed after each round (its diagnostics keep the first attempt's). `checks` adds
     posterior predictive checks, prior–posterior overlap and D0 sensitivity (`laws.checks`)."""
     from emergence_jax.laws.truth import emergence_status
 
@@ -250,9 +250,11 @@ def fit_emergence_law(
         pending[name] = launch(spec, fit_mle(sweep, spec, seed=sampler.seed, frame=frame))
     fits = {name: finish(name, pending[name]) for name in forms}
     weights, comparison = stacking_weights(fits)
-    # forms that carry weight but diverged too often are sampled again with smaller steps
-    retry = [name for name in forms if weights[name] >= RETRY_MIN_WEIGHT and fits[name].diagnostics["divergence_fraction"] > DIVERGENCE_WARN]
-    if retry:
+    # forms that carry weight but diverged too often are sampled again with smaller steps; the weights
+    # are recomputed after, so a form that gains weight then is checked in the next round
+    retried: set[str] = set()
+    while retry := [name for name in forms if name not in retried and weights[name] >= RETRY_MIN_WEIGHT and fits[name].diagnostics["divergence_fraction"] > DIVERGENCE_WARN]:
+        retried.update(retry)
         if sampler.progress:
             print(f"  sampling {', '.join(retry)} again at target acceptance {RETRY_TARGET_ACCEPT} (more than {DIVERGENCE_WARN:.1%} divergent transitions)", file=sys.stderr, flush=True)
         pending = {name: launch(fits[name].spec, fits[name].mle, RETRY_TARGET_ACCEPT) for name in retry}

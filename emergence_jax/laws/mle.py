@@ -5,7 +5,7 @@ A sharp elbow or step has one likelihood mode per gap between adjacent checkpoin
 start is not enough. The optimiser
 
 1. profiles E0: it holds E0 fixed at the midpoint of every gap between adjacent checkpoint losses
-   and on an even grid across the prior's box, and maximises the other parameters (batched Adam,
+   and on a grid across the prior's box, and maximises the other parameters (batched Adam,
    all starts at once, compiled once per row count);
 2. frees E0 and polishes the best profile points jointly with L-BFGS-B.
 
@@ -26,6 +26,7 @@ from emergence_jax.laws.sweep import Sweep
 
 ADAM_STEPS = 300
 GRID_POINTS = 24
+FAR_GRID_START = 2.0  # ranges below the lowest checkpoint where the even E0 grid stops and doubling steps begin
 RANDOM_STARTS = 16
 POLISHED = 3
 
@@ -119,13 +120,17 @@ def _random_value(name: str, frame: Frame, spec: LawSpec, rng: np.random.Generat
 
 def _e0_candidates(sweep: Sweep, frame: Frame) -> np.ndarray:
     """E0 values (u) to profile: every gap midpoint between adjacent distinct checkpoint losses,
-    one gap beyond each end, and an even grid across the prior's box (all strictly inside it)."""
+    one gap beyond each end, an even grid from two ranges below the checkpoints to the prior box's
+    top, and ranges doubling from there down to the box's floor (a loss of 0), all strictly inside it."""
     losses = np.unique(frame.to_std(sweep.loss))
     midpoints = (losses[1:] + losses[:-1]) / 2
     ends = np.array([losses[0] - frame.gap / 2, losses[-1] + frame.gap / 2])
     pad = 1e-4 * (frame.e0_high - frame.e0_low)
-    grid = np.linspace(frame.e0_low + pad, frame.e0_high - pad, GRID_POINTS)
-    values = np.concatenate([midpoints, ends, grid])
+    near_floor = max(frame.e0_low, -FAR_GRID_START)
+    grid = np.linspace(near_floor + pad, frame.e0_high - pad, GRID_POINTS)
+    far = -FAR_GRID_START * 2.0 ** np.arange(1, 64)
+    far = np.r_[far[far > frame.e0_low], frame.e0_low]
+    values = np.concatenate([midpoints, ends, grid, far])
     return np.unique(np.clip(values, frame.e0_low + pad, frame.e0_high - pad))
 
 
