@@ -115,6 +115,22 @@ def test_published_negative_controls_are_beyond_data_with_nonnegative_prior(name
     assert frame.to_loss(frame.e0_low) >= -1e-9  # the E0 prior never allows a negative loss
 
 
+def test_mle_profiles_E0_from_the_checkpoints_down_to_a_loss_of_0():
+    """E0 is profiled densely near the checkpoints and on doubling steps down to the prior box's
+    floor, a loss of 0 (finetuned pre-emergence checkpoints put E0 below all of them)."""
+    from emergence_jax.laws.mle import GRID_POINTS, _e0_candidates
+
+    rows = simulate_sweep_rows({"E0": 2.40, "shift": 0.3, "alpha": 1.0, "amplitude": 3.0}, LawSpec(form="relu", D0=5, D_ref=4000), losses=np.linspace(2.50, 2.54, 4), train_examples=(250, 1000, 4000), seed=5)
+    sweep = sweep_from_records(rows)
+    frame = Frame.from_losses(sweep.loss)
+    assert frame.to_loss(frame.e0_low) == pytest.approx(0.0, abs=1e-9)
+    u = np.sort(_e0_candidates(sweep, frame))
+    assert frame.e0_low < u[0] and u[-1] < frame.e0_high and frame.to_loss(u[0]) < 1e-3
+    assert np.sum((u >= -2) & (u <= 2)) >= GRID_POINTS  # dense where the data are
+    far = u[u < -2]
+    assert far.size >= 5 and np.all(far[:-1] / far[1:] <= 2.0 + 1e-9)  # steps at most doubling, down to the floor
+
+
 def test_far_off_checkpoint_does_not_stretch_the_prior():
     losses = np.r_[np.linspace(2.6, 2.8, 10), 12.6]
     near = Frame.from_losses(losses[:-1])
