@@ -220,7 +220,8 @@ def fit_emergence_law(
     """Fit the law. With ``form="auto"`` every performance form is sampled and the forms are
     combined by stacking weights; every form's E0 and weight are reported. A form with weight ≥
     RETRY_MIN_WEIGHT and more than DIVERGENCE_WARN divergent transitions is sampled again at target
-    acceptance RETRY_TARGET_ACCEPT, once; weights are recomputed after each round (its diagnostics keep the first attempt's). `checks` adds
+    acceptance RETRY_TARGET_ACCEPT, once (its diagnostics keep the first attempt's); the weights are
+    recomputed after each round, so a form that gains weight is checked too. `checks` adds
     posterior predictive checks, prior–posterior overlap and D0 sensitivity (`laws.checks`)."""
     from emergence_jax.laws.truth import emergence_status
 

@@ -17,7 +17,7 @@ checkpoint losses (robust spacing, u units):
   pre-emergence checkpoints are fitted, E0 is an extrapolation below all of them, and the law's
   exponent (through α's prior), not the box, must say how far. A margin of one range truncated
   the demo's posteriors at their lower edge (E0 q05 2.598 at the box's 2.596 on the bundled demo
-  sweep, truth 2.577; 2.565 without the margin).
+  sweep, truth 2.577; 2.563 without the margin).
 - shift_std (E(D_ref) − E(D0))             ~ HalfNormal(1)
 - alpha (law exponent)                     ~ LogNormal(0, 0.75) (log_power); LogNormal(log 0.3, 0.75) (power)
 - amplitude_std (accuracy per u)           ~ LogNormal(0, 2)
@@ -66,7 +66,8 @@ class Frame:
 
     origin: smallest non-outlying checkpoint loss. scale: spread of the non-outlying checkpoint
     losses (> 0). gap: median gap between adjacent distinct checkpoint losses, in u. e0_low/e0_high:
-    the E0 prior's box in u: a loss of 0 to one range above the checkpoints. Outliers are losses beyond the quartiles ± 3 interquartile ranges.
+    the E0 prior's box in u, from a loss of 0 to one range above the checkpoints. Outliers are
+    losses beyond the quartiles ± 3 interquartile ranges.
     """
 
     origin: float
