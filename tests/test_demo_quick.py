@@ -53,8 +53,11 @@ def check_summary_figures_are_recomputed_from_the_results_file(demo_dir):
     assert summary["model_free_truth"]["high"] == pytest.approx(losses[first - 1])
     truth = (losses[first] + losses[first - 1]) / 2
     assert summary["true_fewshot_emergence_loss"] == pytest.approx(truth, abs=1e-9)
-    assert summary["law"]["form"] == QUICK.form and summary["likelihood"] == QUICK.likelihood
-    model_based = fewshot_emergence_point(sweep, make_spec(fewshot, form=QUICK.form, likelihood=QUICK.likelihood))
+    # the reported form: QUICK's, or with "auto" the one with the largest stacking weight
+    weights = {name: score["weight"] for name, score in summary["form_comparison"].items()}
+    form = max(weights, key=weights.get) if QUICK.form == "auto" else QUICK.form
+    assert summary["law"]["form"] == form and summary["form_comparison"][form]["chosen"] and summary["likelihood"] == QUICK.likelihood
+    model_based = fewshot_emergence_point(sweep, make_spec(fewshot, form=form, likelihood=QUICK.likelihood))
     assert summary["model_based_truth"]["loss"] == pytest.approx(model_based, abs=1e-6)
     predicted = summary["predicted_fewshot_emergence_loss"]
     assert predicted["q05"] <= predicted["median"] <= predicted["q95"]
